@@ -1,0 +1,11 @@
+"""Placeholder: being written (presets)."""
+
+PRESETS = {}
+
+
+def preset(name):
+    raise NotImplementedError
+
+
+def from_config(config):
+    raise NotImplementedError

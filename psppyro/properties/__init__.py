@@ -1,0 +1,37 @@
+"""The structure–property link p(m | x): effective properties of two-phase periodic media.
+
+Every solver is batched over leading dimensions and has two independent discretizations that are
+checked against each other and against exact solutions (DESIGN §5).
+
+Example::
+
+    >>> import torch, psppyro as pp
+    >>> x = torch.ones(8, 8); x[:, :2] = 0.0          # a vertical channel of width 6/8
+    >>> k = pp.properties.permeability(x)
+    >>> k.shape
+    torch.Size([2, 2])
+"""
+
+from .conductivity import conductivity
+from .elasticity import elasticity
+from .maps import PROPERTY_MAPS, PropertyMap, property_map
+from .permeability import (
+    LOG_PERMEABILITY_FLOOR,
+    extrapolate_permeability,
+    log_permeability,
+    percolates,
+    permeability,
+)
+
+__all__ = [
+    "LOG_PERMEABILITY_FLOOR",
+    "PROPERTY_MAPS",
+    "PropertyMap",
+    "conductivity",
+    "elasticity",
+    "extrapolate_permeability",
+    "log_permeability",
+    "percolates",
+    "permeability",
+    "property_map",
+]

@@ -1,0 +1,166 @@
+"""Named property maps: the paper set-ups' SP links, usable by name in data generation and design.
+
+A :class:`PropertyMap` turns a batch of binary images ``x`` (..., *image) into a property vector
+``m`` (..., d_m) plus per-component flags (for example whether a direction percolates).
+
+===================  ==========================================================  =====================
+name                 m                                                           used by
+===================  ==========================================================  =====================
+``log_permeability`` (ln k_xx, ln k_yy), Stokes, phase 1 = fluid, floored         PSP-GEN
+``rixner_o1``        (K_11 at phases (1, 50), (C_1111 + C_2222)/2 at E (1, 50))   Rixner, objective O1
+``rixner_o2``        (K_11, K_22) at phases (1, 50)                               Rixner, objective O2
+``c11_3d``           C_11 of a 3-D voxel volume, E = (2.4, 120) GPa, ν = 0.3       VAE-Regression
+===================  ==========================================================  =====================
+
+Example::
+
+    >>> import torch
+    >>> pm = property_map("rixner_o2")
+    >>> pm.components
+    ('K_11', 'K_22')
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from .conductivity import conductivity
+from .elasticity import elasticity
+from .permeability import log_permeability
+
+__all__ = ["PROPERTY_MAPS", "PropertyMap", "property_map"]
+
+
+@dataclass(frozen=True)
+class PropertyMap:
+    """A named structure–property map ``x -> (m, flags)``.
+
+    Attributes:
+        name: registry name.
+        components: names of the entries of ``m`` (length d_m).
+        ndim: spatial dimension of the images it accepts (2 or 3).
+        function: callable ``x -> (m, flags)`` with ``m`` of shape (..., d_m) and ``flags`` a dict of
+            boolean tensors of shape (..., d_m).
+        description: one line for humans and for dataset provenance.
+
+    Example::
+
+        >>> pm = property_map("log_permeability")
+        >>> x = torch.ones(2, 12, 12); x[..., :3] = 0.0
+        >>> m, flags = pm.evaluate(x)
+        >>> m.shape, flags["percolates"].tolist()
+        (torch.Size([2, 2]), [[False, True], [False, True]])
+    """
+
+    name: str
+    components: tuple
+    ndim: int
+    function: Callable = field(repr=False)
+    description: str = ""
+
+    @property
+    def dim(self):
+        """d_m, the length of the property vector."""
+        return len(self.components)
+
+    def evaluate(self, x):
+        """Return ``(m, flags)`` for images ``x`` of shape (..., *image)."""
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+        if x.dim() < self.ndim:
+            raise ValueError(
+                f"x must have at least {self.ndim} dims for property map {self.name!r}, "
+                f"got shape {tuple(x.shape)}"
+            )
+        return self.function(x)
+
+    def __call__(self, x):
+        """Return ``m`` only, shape (..., d_m)."""
+        return self.evaluate(x)[0]
+
+    def config(self):
+        """A JSON-serializable description (enough to rebuild the map with :func:`property_map`)."""
+        return {"name": self.name, "components": list(self.components), "description": self.description}
+
+
+def _log_permeability(x):
+    m, perc = log_permeability(x, return_percolation=True)
+    return m, {"percolates": perc}
+
+
+def _no_flags(m):
+    return {"converged": torch.ones(m.shape, dtype=torch.bool, device=m.device)}
+
+
+def _rixner_o1(x):
+    K = conductivity(x, phases=(1.0, 50.0))
+    C = elasticity(x, youngs=(1.0, 50.0), poisson=0.3, plane="strain")
+    m = torch.stack([K[..., 0, 0], 0.5 * (C[..., 0, 0] + C[..., 1, 1])], dim=-1)
+    return m, _no_flags(m)
+
+
+def _rixner_o2(x):
+    K = conductivity(x, phases=(1.0, 50.0))
+    m = torch.stack([K[..., 0, 0], K[..., 1, 1]], dim=-1)
+    return m, _no_flags(m)
+
+
+def _c11_3d(x):
+    C = elasticity(x, youngs=(2.4, 120.0), poisson=0.3)
+    m = C[..., 0, 0].unsqueeze(-1)
+    return m, _no_flags(m)
+
+
+PROPERTY_MAPS = {
+    pm.name: pm
+    for pm in (
+        PropertyMap(
+            "log_permeability",
+            ("ln_k_xx", "ln_k_yy"),
+            2,
+            _log_permeability,
+            "natural log of the Stokes permeability (horizontal, vertical); phase 1 = fluid; "
+            "non-percolating directions floored",
+        ),
+        PropertyMap(
+            "rixner_o1",
+            ("kappa_1", "kappa_2"),
+            2,
+            _rixner_o1,
+            "K_11 of conductivity at phases (1, 50) and (C_1111 + C_2222)/2 of plane-strain "
+            "elasticity at E = (1, 50), nu = 0.3",
+        ),
+        PropertyMap(
+            "rixner_o2",
+            ("K_11", "K_22"),
+            2,
+            _rixner_o2,
+            "diagonal of the conductivity tensor at phases (1, 50)",
+        ),
+        PropertyMap(
+            "c11_3d",
+            ("C_11",),
+            3,
+            _c11_3d,
+            "C_11 (GPa) of 3-D elasticity, phase 0 soft E = 2.4, phase 1 hard E = 120, nu = 0.3",
+        ),
+    )
+}
+
+
+def property_map(name):
+    """Look up a named :class:`PropertyMap`; a :class:`PropertyMap` passes through unchanged.
+
+    Example::
+
+        >>> property_map("c11_3d").dim
+        1
+    """
+    if isinstance(name, PropertyMap):
+        return name
+    if not isinstance(name, str) or name not in PROPERTY_MAPS:
+        raise ValueError(f"properties must be one of {sorted(PROPERTY_MAPS)}, got {name!r}")
+    return PROPERTY_MAPS[name]
