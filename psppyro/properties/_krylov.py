@@ -18,7 +18,7 @@ so the unknown may be an image, a stack of images, a displacement field … of a
 sample stops on its own relative residual :math:`\|r_s\|_2 / \|b_s\|_2 \le` ``rtol``: once
 converged its step length is set to zero, so its iterate is frozen while the others continue (the
 operator is still applied to the whole batch, which keeps the kernels large and the shapes static).
-A sample with :math:`b_s = 0` has the exact solution :math:`x_s = 0` and counts as converged at once.
+A sample with :math:`b_s = 0` has the exact solution :math:`x_s = 0` and is converged at once.
 
 Singular operators (the periodic problems have the constants in their null space) are fine as long
 as :math:`b` is consistent (orthogonal to the null space) and the preconditioner maps into the
