@@ -1,5 +1,391 @@
-"""Placeholder: being written (conductivity)."""
+r"""Effective conductivity of two-phase periodic media: FFT-preconditioned CG, scikit-fem check.
+
+Problem
+-------
+A binary image ``x`` (values 0/1) fills the periodic cell with a conductivity
+:math:`k(\mathbf r) = k_0` where ``x == 0`` and :math:`k_1` where ``x == 1``
+(``phases=(k_0, k_1)``).
+For a macroscopic gradient :math:`E` the temperature is :math:`E\cdot\mathbf r + \varphi` with a
+periodic fluctuation :math:`\varphi` solving
+
+.. math::
+
+    \nabla\cdot\big(k\,(E + \nabla\varphi)\big) = 0, \qquad
+    K_{\mathrm{eff}}\,E = \big\langle k\,(E + \nabla\varphi)\big\rangle ,
+
+and the :math:`d` load cases :math:`E = e_j` give the columns of the effective tensor
+:math:`K_{\mathrm{eff}}` (``K[..., a, j]`` = mean flux along axis component ``a`` for ``E = e_j``).
+
+Tensor components follow the image axes of DESIGN §3: component 0 is "x" = image axis -1
+(horizontal), component 1 is "y" = axis -2 (vertical, row index increasing), component 2 is "z" =
+axis -3 in 3-D. Pixels are square (or cubic); the result does not depend on the cell size, so
+rectangular images of square pixels are accepted as well.
+
+Finite-volume scheme (``method="fft"``, 2-D and 3-D)
+-----------------------------------------------------
+Cell-centred temperatures on the pixel grid, one flux per face (a staggered / MAC arrangement). The
+face conductivity between neighbouring pixels :math:`p, q` is the harmonic mean
+:math:`k_{pq} = 2k_pk_q/(k_p + k_q)` (exact for a 1-D series connection), and with the forward
+difference :math:`D_a\varphi = \varphi(\cdot + e_a) - \varphi` (pixel units) the discrete problem is
+
+.. math::
+
+    A\varphi := \sum_a D_a^{\mathsf T}\big(k_a \odot D_a\varphi\big)
+    = -\sum_a D_a^{\mathsf T}(k_a E_a),
+    \qquad K_{\mathrm{eff}}E = \big\langle k_a\,(E_a + D_a\varphi)\big\rangle_a .
+
+:math:`A` is symmetric positive semi-definite with the constants as null space; the right-hand side
+is mean-free, so the problem is consistent. It is solved for all samples and all :math:`d` load
+cases at once by conjugate gradients (:func:`~psppyro.properties._krylov.batched_pcg`),
+preconditioned with the same operator for a homogeneous reference medium :math:`k_{\mathrm{ref}}`,
+:math:`M^{-1} = k_{\mathrm{ref}}\sum_a D_a^{\mathsf T}D_a`, which the FFT diagonalizes with the
+eigenvalues :math:`k_{\mathrm{ref}}\sum_a (2 - 2\cos(2\pi\xi_a/N_a))`; the zero mode is set to zero
+(mean-free fluctuation). The spectrum of :math:`MA` lies in
+:math:`[k_{\min}, k_{\max}]/k_{\mathrm{ref}}`, so CG needs :math:`O(\sqrt{k_{\max}/k_{\min}})`
+iterations independent of the resolution (Zeman et al. 2010). This is the conductivity analogue of
+the staggered-grid FFT scheme of Schneider, Ospald & Kabel (2016); unlike Moulinec & Suquet's basic
+scheme it does not stall at high contrast.
+
+Exact properties of the discrete scheme (tested): a homogeneous cell gives the phase value; a
+laminate gives the arithmetic mean along the layers and the harmonic mean across them; the effective
+eigenvalues lie within the Wiener bounds of the pixel values (the harmonic mean of the face
+conductivities equals that of the pixels); transposing the image swaps ``K_00`` and ``K_11``.
+
+Finite-element check (``method="fem"``, 2-D)
+--------------------------------------------
+Bilinear Q1 elements (scikit-fem, ``MeshQuad``/``ElementQuad1``) on the pixel grid, one element per
+(sub)pixel with its constant conductivity, periodic by identifying opposite boundary nodes, one node
+pinned; the two load cases share one sparse LU factorization, and ``K_eff`` comes from the same flux
+average. It is a different discretization (continuous, nodal temperatures) that converges to the
+same continuum limit.
+
+Accuracy
+--------
+``refine=r`` splits every pixel into :math:`r^d` sub-pixels. Both discretizations converge to the
+continuum value of the pixelated medium at first order in :math:`h`: on 36² thresholded
+Gaussian-field samples at contrast 50 the observed order of the finite-volume values over refine
+1 → 2 → 4 is about 1 (measured median 1.0), and the Q1 values approach the same limit from above.
+The FV error at the pixel level is a few per cent (see ``benchmarks/bench_conductivity.py`` for the
+median error of refine 1 and 2 against Richardson-extrapolated values).
+
+References:
+    Zeman, Vondřejc, Novák & Marek (2010), Accelerating a FFT-based solver for numerical
+    homogenization of periodic media by conjugate gradients, J. Comput. Phys. 229, 8065–8071.
+    Schneider, Ospald & Kabel (2016), Computational homogenization of elasticity on a staggered
+    grid, Int. J. Numer. Methods Eng. 105, 693–720.
+    Hashin & Shtrikman (1962), A variational approach to the theory of the effective magnetic
+    permeability of multiphase materials, J. Appl. Phys. 33, 3125–3131.
+
+Example::
+
+    >>> import torch
+    >>> x = torch.zeros(8, 8); x[:4] = 1.0            # horizontal layers (stacked along y)
+    >>> K = conductivity(x, phases=(1.0, 3.0))
+    >>> [round(v, 6) for v in (K[0, 0].item(), K[1, 1].item())]   # arithmetic 2, harmonic 1.5
+    [2.0, 1.5]
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from .._validation import check_binary, check_choice, check_positive
+from ._krylov import batched_pcg, raise_if_not_converged
+
+__all__ = ["conductivity", "hashin_shtrikman_bounds", "wiener_bounds"]
+
+_DEFAULT_RTOL = {torch.float64: 1e-8, torch.float32: 1e-5}
 
 
-def conductivity(x, phases=(1.0, 50.0), method="fft"):
-    raise NotImplementedError
+def _check_args(x, phases, method, refine, ndim, dtype, rtol, maxiter):
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a torch.Tensor of 0/1 values, got {type(x).__name__}")
+    check_choice("ndim", ndim, (2, 3))
+    if x.dim() < ndim:
+        raise ValueError(
+            f"x must have at least ndim={ndim} dims (..., {', '.join('N' * ndim)}), "
+            f"got shape {tuple(x.shape)}"
+        )
+    if any(n < 1 for n in x.shape):
+        raise ValueError(f"x must not be empty, got shape {tuple(x.shape)}")
+    if not (isinstance(phases, (tuple, list)) and len(phases) == 2):
+        raise ValueError(
+            f"phases must be a pair (value of phase 0, value of phase 1), got {phases!r}"
+        )
+    for i, k in enumerate(phases):
+        check_positive(f"phases[{i}]", k)
+    check_choice("method", method, ("fft", "fem"))
+    if method == "fem" and ndim != 2:
+        raise ValueError(f"method='fem' is available for 2-D images only (ndim=2), got ndim={ndim}")
+    if isinstance(refine, bool) or not isinstance(refine, int) or refine < 1:
+        raise ValueError(f"refine must be an integer >= 1, got {refine!r}")
+    check_choice("dtype", dtype, (torch.float32, torch.float64))
+    if rtol is not None:
+        check_positive("rtol", rtol)
+    if isinstance(maxiter, bool) or not isinstance(maxiter, int) or maxiter < 1:
+        raise ValueError(f"maxiter must be an integer >= 1, got {maxiter!r}")
+    check_binary("x", x)
+
+
+def _refine(x, refine, ndim):
+    for axis in range(-ndim, 0):
+        x = x.repeat_interleave(refine, dim=axis)
+    return x
+
+
+def _forward_diff(u, c):
+    """D_c u: difference to the next pixel along component c (image axis -1 - c), periodic."""
+    return u.roll(-1, dims=-1 - c) - u
+
+
+def _forward_diff_T(g, c):
+    """Adjoint of :func:`_forward_diff` (a backward difference with the opposite sign)."""
+    return g.roll(1, dims=-1 - c) - g
+
+
+def _inverse_laplacian_symbol(shape, dtype, device):
+    """1 / sum_a (2 - 2 cos(2 pi xi_a / N_a)) on the rfftn grid of ``shape``; 0 at the zero mode."""
+    ndim = len(shape)
+    symbol = torch.zeros((), dtype=dtype, device=device)
+    for pos, n in enumerate(shape):
+        if pos == ndim - 1:
+            xi = torch.arange(n // 2 + 1, dtype=dtype, device=device)
+        else:
+            xi = torch.fft.fftfreq(n, d=1.0 / n, dtype=dtype, device=device)
+        lam = 2.0 - 2.0 * torch.cos(2.0 * math.pi * xi / n)
+        symbol = symbol + lam.reshape((lam.numel(),) + (1,) * (ndim - 1 - pos))
+    inv = torch.where(symbol > 0, 1.0 / torch.where(symbol > 0, symbol, 1.0), 0.0)
+    return inv
+
+
+def _conductivity_fv(x, phases, dtype, rtol, maxiter, ndim):
+    """Finite-volume homogenization of a flat batch x (B, *image) -> (K (B, d, d), info)."""
+    batch, image = x.shape[0], tuple(x.shape[1:])
+    d = ndim
+    k0, k1 = (float(v) for v in phases)
+    k = k0 + (k1 - k0) * x.to(dtype)  # (B, *image)
+    # Face conductivities, harmonic means: kf[:, c] sits on the face between a pixel and its
+    # neighbour along component c. Shape (B, 1, d, *image): the 1 broadcasts over load cases.
+    kf = torch.stack([2.0 * k * k.roll(-1, dims=-1 - c) / (k + k.roll(-1, dims=-1 - c))
+                      for c in range(d)], dim=1).unsqueeze(1)
+    loads = (batch, d) + image  # unknown: one fluctuation field per sample and load case
+
+    def apply_A(phi):
+        phi = phi.reshape(loads)
+        out = torch.zeros_like(phi)
+        for c in range(d):
+            out = out + _forward_diff_T(kf[:, :, c] * _forward_diff(phi, c), c)
+        return out.reshape((batch * d,) + image)
+
+    k_ref = math.sqrt(k0 * k1)
+    inv_symbol = _inverse_laplacian_symbol(image, dtype, x.device) / k_ref
+    fft_dims = tuple(range(-d, 0))
+
+    def apply_M(r):
+        r_hat = torch.fft.rfftn(r, dim=fft_dims)
+        return torch.fft.irfftn(r_hat * inv_symbol, s=image, dim=fft_dims)
+
+    # Right-hand side for E = e_j: -D_j^T(k_j), placed in load slot j.
+    b = torch.zeros(loads, dtype=dtype, device=x.device)
+    for j in range(d):
+        b[:, j] = -_forward_diff_T(kf[:, 0, j], j)
+    phi, info = batched_pcg(apply_A, b.reshape((batch * d,) + image), apply_M,
+                            rtol=rtol, maxiter=maxiter)
+    phi = phi.reshape(loads)
+    # Mean flux: K[:, a, j] = < kf_a (delta_aj + D_a phi_j) >.
+    eye = torch.eye(d, dtype=dtype, device=x.device)
+    flux = torch.stack([
+        (kf[:, :, a] * (eye[a].reshape((1, d) + (1,) * d) + _forward_diff(phi, a)))
+        .reshape(batch, d, -1).mean(-1)
+        for a in range(d)], dim=1)
+    info = {key: value.reshape(batch, d) for key, value in info.items()}
+    return flux, info
+
+
+def _periodic_q1_problem(shape):
+    """The scikit-fem Q1 basis on a rows x cols pixel grid and the periodic node map."""
+    import scipy.sparse as sp
+    from skfem import Basis, ElementQuad1, MeshQuad
+
+    rows, cols = shape
+    mesh = MeshQuad.init_tensor(np.arange(cols + 1, dtype=float), np.arange(rows + 1, dtype=float))
+    basis = Basis(mesh, ElementQuad1())
+    # Element -> pixel (row = y, column = x) from the element centroids.
+    centre = mesh.p[:, mesh.t].mean(axis=1)
+    pixel = np.floor(centre[1]).astype(int) * cols + np.floor(centre[0]).astype(int)
+    # Node -> periodic node: coordinates modulo the cell.
+    node = (np.rint(mesh.p[1]).astype(int) % rows) * cols + (np.rint(mesh.p[0]).astype(int) % cols)
+    P = sp.csr_matrix(
+        (np.ones(node.size), (np.arange(node.size), node)), shape=(node.size, rows * cols)
+    )
+    return basis, pixel, P
+
+
+def _conductivity_fem(x, phases):
+    """Q1 finite elements (scikit-fem) on a flat batch x (B, rows, cols) -> K (B, 2, 2)."""
+    import scipy.sparse.linalg as spla
+    from skfem import BilinearForm, ElementQuad0, LinearForm, asm
+
+    @BilinearForm
+    def stiffness(u, v, w):
+        return w["k"] * (u.grad[0] * v.grad[0] + u.grad[1] * v.grad[1])
+
+    @LinearForm
+    def load_x(v, w):
+        return w["k"] * v.grad[0]
+
+    @LinearForm
+    def load_y(v, w):
+        return w["k"] * v.grad[1]
+
+    xs = x.detach().cpu().numpy().reshape(x.shape[0], -1)
+    basis, pixel, P = _periodic_q1_problem(tuple(x.shape[1:]))
+    basis0 = basis.with_element(ElementQuad0())
+    area = float(np.prod(x.shape[1:]))
+    k0, k1 = (float(v) for v in phases)
+    out = np.empty((x.shape[0], 2, 2))
+    for s in range(x.shape[0]):
+        k_pixel = k0 + (k1 - k0) * xs[s]
+        k = basis0.interpolate(k_pixel[pixel])
+        A = (P.T @ asm(stiffness, basis, k=k) @ P).tocsc()
+        # g_a = int k dv/dx_a; the load case E = e_j solves A phi = -g_j (phi pinned at node 0).
+        g = np.stack([P.T @ asm(load_x, basis, k=k), P.T @ asm(load_y, basis, k=k)], axis=1)
+        lu = spla.splu(A[1:, 1:])
+        phi = np.zeros_like(g)
+        phi[1:] = lu.solve(-g[1:])
+        mean_k = float(k_pixel.mean())
+        # <k (e_j + grad phi_j)>_a = <k> delta_aj + g_a . phi_j / |cell|
+        out[s] = mean_k * np.eye(2) + g.T @ phi / area
+    return torch.as_tensor(out)
+
+
+def conductivity(
+    x,
+    phases=(1.0, 50.0),
+    method="fft",
+    refine=1,
+    ndim=2,
+    dtype=torch.float64,
+    rtol=None,
+    maxiter=1000,
+    return_info=False,
+):
+    r"""Effective conductivity tensor of binary periodic images.
+
+    Args:
+        x: tensor of shape ``(..., N_y, N_x)`` (``ndim=2``) or ``(..., N_z, N_y, N_x)`` (``ndim=3``)
+            with values 0./1. only; leading dims are batch dims. Pixels are square.
+        phases: ``(k_0, k_1)``, the conductivity of phase 0 and of phase 1 (both > 0).
+        method: ``"fft"`` (finite volumes, FFT-preconditioned batched CG in torch, 2-D and 3-D, runs
+            on ``x``'s device) or ``"fem"`` (scikit-fem Q1 elements with a sparse LU, 2-D, CPU).
+        refine: split every pixel into ``refine**ndim`` sub-pixels before solving (integer >= 1).
+        ndim: spatial dimension of the images, 2 or 3: the last ``ndim`` dims of ``x`` are the
+            image.
+        dtype: ``torch.float64`` (default) or ``torch.float32`` for the ``"fft"`` solver.
+        rtol: relative residual at which CG stops, per sample and load case; ``None`` means 1e-8 in
+            float64 and 1e-5 in float32. Ignored by ``"fem"`` (direct solve).
+        maxiter: CG iteration limit.
+        return_info: also return a dict with ``iterations``, ``converged`` and ``residual`` of shape
+            ``(..., ndim)`` (one entry per load case; ``"fft"`` only, ``None`` for ``"fem"``).
+
+    Returns:
+        ``K`` of shape ``(..., ndim, ndim)`` in ``dtype`` on ``x``'s device (component 0 = image
+        axis -1 "x", component 1 = axis -2 "y", component 2 = axis -3 "z"); ``(K, info)`` with
+        ``return_info=True``. ``K`` is symmetric to the solver tolerance (not symmetrized).
+
+    Raises:
+        TypeError: if ``x`` is not a tensor.
+        ValueError: for NaN or non-binary ``x``, too few dims, ``phases`` not two positive numbers,
+            an unknown ``method``, ``method="fem"`` with ``ndim=3``, or a bad ``refine``/``dtype``/
+            ``rtol``/``maxiter``.
+        RuntimeError: if CG does not converge for some sample; the message names the samples (their
+            index in the batch dims) and their residuals.
+
+    Example::
+
+        >>> x = torch.zeros(2, 16, 16); x[:, 4:12, 4:12] = 1.0   # square inclusions
+        >>> K = conductivity(x, phases=(1.0, 10.0))
+        >>> K.shape, bool(torch.allclose(K[:, 0, 0], K[:, 1, 1]))
+        (torch.Size([2, 2, 2]), True)
+    """
+    _check_args(x, phases, method, refine, ndim, dtype, rtol, maxiter)
+    batch_shape = tuple(x.shape[:-ndim])
+    flat = x.reshape((-1,) + tuple(x.shape[-ndim:]))
+    flat = _refine(flat, refine, ndim)
+    if method == "fem":
+        K = _conductivity_fem(flat, phases).to(dtype=dtype, device=x.device)
+        K = K.reshape(batch_shape + (ndim, ndim))
+        return (K, None) if return_info else K
+    if rtol is None:
+        rtol = _DEFAULT_RTOL[dtype]
+    K, info = _conductivity_fv(flat, phases, dtype, rtol, maxiter, ndim)
+    if not bool(info["converged"].all()):
+        flat_info = {key: value.reshape(-1) for key, value in info.items()}
+        raise_if_not_converged(flat_info, rtol, maxiter, what="conductivity",
+                               sample_shape=batch_shape + (ndim,))
+    K = K.reshape(batch_shape + (ndim, ndim))
+    if return_info:
+        return K, {key: value.reshape(batch_shape + (ndim,)) for key, value in info.items()}
+    return K
+
+
+def wiener_bounds(volume_fraction, phases):
+    r"""Wiener bounds: harmonic and arithmetic means of the phase values.
+
+    Every eigenvalue of the effective conductivity of any two-phase medium with phase-1 fraction
+    :math:`f` lies in :math:`[(\frac{1-f}{k_0} + \frac{f}{k_1})^{-1},\ (1-f)k_0 + f k_1]`.
+
+    Args:
+        volume_fraction: fraction of phase 1 (float or tensor, in [0, 1]).
+        phases: ``(k_0, k_1)``.
+
+    Returns:
+        ``(lower, upper)``, of the type and shape of ``volume_fraction``.
+
+    Example::
+
+        >>> wiener_bounds(0.5, (1.0, 3.0))
+        (1.5, 2.0)
+    """
+    k0, k1 = phases
+    f = volume_fraction
+    return 1.0 / ((1 - f) / k0 + f / k1), (1 - f) * k0 + f * k1
+
+
+def hashin_shtrikman_bounds(volume_fraction, phases, ndim=2):
+    r"""Hashin–Shtrikman bounds for the conductivity of a statistically isotropic two-phase medium.
+
+    With :math:`k_0 \le k_1` (swapped otherwise), phase fractions :math:`f_0 = 1 - f`,
+    :math:`f_1 = f` and dimension :math:`d`,
+
+    .. math::
+
+        k_{HS}^- = k_0 + \frac{f_1}{1/(k_1 - k_0) + f_0/(d\,k_0)},\qquad
+        k_{HS}^+ = k_1 + \frac{f_0}{1/(k_0 - k_1) + f_1/(d\,k_1)} .
+
+    Args:
+        volume_fraction: fraction of phase 1 (float or tensor).
+        phases: ``(k_0, k_1)``.
+        ndim: spatial dimension d (2 or 3).
+
+    Returns:
+        ``(lower, upper)``.
+
+    Example::
+
+        >>> lo, hi = hashin_shtrikman_bounds(0.5, (1.0, 3.0))
+        >>> round(lo, 6), round(hi, 6)
+        (1.666667, 1.8)
+    """
+    k0, k1 = phases
+    f0, f1 = 1 - volume_fraction, volume_fraction
+    if k0 > k1:
+        k0, k1, f0, f1 = k1, k0, f1, f0
+    if k0 == k1:
+        return k0 + 0 * f1, k0 + 0 * f1
+    lower = k0 + f1 / (1.0 / (k1 - k0) + f0 / (ndim * k0))
+    upper = k1 + f0 / (1.0 / (k0 - k1) + f1 / (ndim * k1))
+    return lower, upper
