@@ -11,8 +11,8 @@ circular autocorrelation
 
 computed with one real FFT pair per image (:math:`O(n\log n)`). For a binary image,
 :math:`S_2(r)` is the probability that two pixels a lag :math:`r` apart both belong to phase 1,
-:math:`S_2(0)` is the volume fraction, and :math:`S_2(r)\to vf^2` for uncorrelated pixels. Lags are in FFT order (0, 1, …,
-−1), like :func:`psppyro.process.spectral.wavenumbers`.
+:math:`S_2(0)` is the volume fraction, and :math:`S_2(r)\to vf^2` for uncorrelated pixels. Lags
+are in FFT order (0, 1, …, −1), like :func:`psppyro.process.spectral.wavenumbers`.
 
 The correlation length along an axis is read off the normalized autocovariance
 :math:`C(r) = (S_2(r) - \bar x^2)/(S_2(0) - \bar x^2)` along that axis: the first lag where
