@@ -244,8 +244,11 @@ class GaussianRandomField:
         S = torch.where(not_mean, S, torch.zeros_like(S))
         n = math.prod(self._shape)
         S = S * (n / S.sum(self._dims, keepdim=True))
-        half = S[..., : self._shape[-1] // 2 + 1]
-        return half.clamp_min(0.0).sqrt()
+        half = slice(0, self._shape[-1] // 2 + 1)
+        # clamp before sqrt: d sqrt(S)/dS is infinite at S = 0 (the mean mode, or modes where
+        # exp underflows), which would turn the chain rule's 0 * inf into NaN
+        tiny = torch.finfo(S.dtype).tiny
+        return S[..., half].clamp_min(tiny).sqrt() * not_mean[..., half]
 
     def field(self, phi, noise, normalize=True):
         """The Gaussian field (before thresholding) for given standard-normal white noise.
@@ -344,7 +347,8 @@ class GaussianRandomField:
             name (str): name of the white-noise sample site.
 
         Returns:
-            torch.Tensor: relaxed image ``(*batch, *shape)`` in φ's dtype, values in (0, 1).
+            torch.Tensor: relaxed image ``(*batch, *shape)`` in φ's dtype, values in (0, 1)
+            (in float32, tanh saturates to exactly 0 or 1 a few 1/ε away from the level x0).
 
         Example::
 
