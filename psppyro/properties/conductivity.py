@@ -241,7 +241,7 @@ def _conductivity_fem(x, phases):
     def load_y(v, w):
         return w["k"] * v.grad[1]
 
-    xs = x.detach().cpu().numpy().reshape(x.shape[0], -1)
+    xs = x.detach().cpu().to(torch.float64).numpy().reshape(x.shape[0], -1)
     basis, pixel, P = _periodic_q1_problem(tuple(x.shape[1:]))
     basis0 = basis.with_element(ElementQuad0())
     area = float(np.prod(x.shape[1:]))
