@@ -215,7 +215,7 @@ def _model_output(proc, phi, noise):
     "sdf,phi",
     [
         (PSPGenDensity(), [4.0, 0.8]),
-        (SpectralMixtureDensity(Q=9, w_max=30.0, sigma=8.0), [0.3, -0.2, 0.5, 1, 0, -1, 0.2, 0.7, 0]),
+        (SpectralMixtureDensity(9, 30.0, 8.0), [0.3, -0.2, 0.5, 1, 0, -1, 0.2, 0.7, 0]),
     ],
 )
 def test_model_gradient_matches_central_difference(sdf, phi):

@@ -1,0 +1,135 @@
+import pyro.poutine as poutine
+import pytest
+import torch
+
+from psppyro.process import (
+    PRESETS,
+    GaussianFilterDensity,
+    GaussianRandomField,
+    PSPGen10DDensity,
+    PSPGenDensity,
+    SpectralMixtureDensity,
+    correlation_length,
+    from_config,
+    preset,
+)
+
+
+def _cahn_hilliard_available():
+    from psppyro.process.cahn_hilliard import CahnHilliard
+
+    try:
+        CahnHilliard(D=10.0, gamma=2.0, T=5.0)
+    except NotImplementedError:
+        return False
+    return True
+
+
+needs_ch = pytest.mark.skipif(
+    not _cahn_hilliard_available(), reason="CahnHilliard not implemented yet"
+)
+
+
+def _orientation(x):
+    """Mean correlation lengths along y (axis -2) and x (axis -1) over samples."""
+    return float(correlation_length(x, -2).mean()), float(correlation_length(x, -1).mean())
+
+
+def test_known_names_and_unknown_name_error():
+    assert set(PRESETS) == {"pspgen36", "pspgen128", "pspgen10d", "rixner64", "filtered3d"}
+    assert all(isinstance(v, str) and v for v in PRESETS.values())
+    with pytest.raises(ValueError, match=r"name must be one of \['filtered3d', 'pspgen10d'"):
+        preset("pspgen37")
+
+
+@pytest.mark.parametrize(
+    "name,shape,sdf_type,d_phi,vf",
+    [
+        ("pspgen36", (36, 36), PSPGenDensity, 2, 2 / 3),
+        ("pspgen128", (128, 128), PSPGenDensity, 2, 2 / 3),
+        ("pspgen10d", (36, 36), PSPGen10DDensity, 10, 2 / 3),
+        ("rixner64", (64, 64), SpectralMixtureDensity, 100, 0.5),
+        ("filtered3d", (51, 51, 51), GaussianFilterDensity, 3, 0.5),
+    ],
+)
+def test_preset_set_ups(name, shape, sdf_type, d_phi, vf):
+    proc = preset(name, phase_field=None)
+    assert isinstance(proc, GaussianRandomField) and isinstance(proc.sdf, sdf_type)
+    assert proc.shape == shape and proc.d_phi == d_phi and proc.volume_fraction == vf
+    assert proc.threshold == "hard" and proc.eps == 25.0
+    assert proc.noise == ("uniform" if name == "filtered3d" else "normal")
+    rebuilt = from_config(proc.config())
+    assert rebuilt.config() == proc.config()
+
+
+def test_pspgen36_orientation_without_phase_field():
+    """phi = (1, 2): elongated along y (axis -2); phi = (9, 2): along x — by correlation lengths."""
+    proc = preset("pspgen36", phase_field=None)
+    x = proc.sample(torch.tensor([[1.0, 2.0], [9.0, 2.0], [5.0, 2.0]]), num_samples=16, seed=0)
+    assert (x.sum((-2, -1)) == 864).all()  # void fraction 2/3 exactly
+    ly, lx = _orientation(x[0])
+    assert ly > 3 * lx, (ly, lx)
+    ly, lx = _orientation(x[1])
+    assert lx > 3 * ly, (ly, lx)
+    # per sample, not only on average
+    assert (correlation_length(x[0], -2) > correlation_length(x[0], -1)).all()
+    assert (correlation_length(x[1], -1) > correlation_length(x[1], -2)).all()
+    # phi1 = 5: nearly isotropic (ratio within a factor 2 either way)
+    ly, lx = _orientation(x[2])
+    assert 0.5 < ly / lx < 2.0, (ly, lx)
+
+
+def test_rixner64_sample_binary_model_relaxed():
+    proc = preset("rixner64")
+    phi = torch.zeros(2, 100)
+    x = proc.sample(phi, num_samples=2, seed=1)
+    assert x.shape == (2, 2, 64, 64) and (x.sum((-2, -1)) == 2048).all()
+    xr = proc.sample(phi[0], num_samples=2, seed=1, threshold="relaxed")
+    assert not ((xr == 0) | (xr == 1)).all()
+    tr = poutine.trace(proc.model).get_trace(phi)
+    assert tr.nodes["white_noise"]["fn"].batch_shape == (2,)
+    assert tr.nodes["white_noise"]["fn"].event_shape == (64, 64)
+    out = tr.nodes["_RETURN"]["value"]
+    assert out.shape == (2, 64, 64) and ((out > 0.01) & (out < 0.99)).any()
+    assert proc.phi_prior.event_shape == (100,)
+
+
+def test_filtered3d_sample_and_orientation():
+    proc = preset("filtered3d")
+    x = proc.sample(torch.tensor([1.0, 1.0, 7.0]), num_samples=1, seed=0)
+    assert x.shape == (1, 51, 51, 51)
+    assert (x.sum((-3, -2, -1)) == round(0.5 * 51**3)).all()
+    lengths = [float(correlation_length(x, a, ndim=3)) for a in (-3, -2, -1)]
+    assert lengths[2] > 3 * max(lengths[0], lengths[1]), lengths
+
+
+def test_overrides_and_lazy_cahn_hilliard():
+    proc = preset("pspgen36", phase_field=None, volume_fraction=0.5)
+    assert proc.volume_fraction == 0.5 and proc.phase_field is None
+    if not _cahn_hilliard_available():
+        with pytest.raises(NotImplementedError):
+            preset("pspgen36")
+
+
+@needs_ch
+def test_pspgen_presets_with_cahn_hilliard():
+    from psppyro.process import CahnHilliard
+
+    proc = preset("pspgen36")
+    assert isinstance(proc.phase_field, CahnHilliard)
+    cfg = proc.config()
+    assert cfg["phase_field"]["type"] == "CahnHilliard"
+    assert cfg["phase_field"]["gamma"] == 2.0 and cfg["phase_field"]["D"] == 10.0
+    assert preset("pspgen128").config()["phase_field"]["gamma"] == 10.0
+    assert preset("pspgen10d").config()["phase_field"] == cfg["phase_field"]
+    rebuilt = from_config(cfg)
+    assert rebuilt.config() == cfg
+    phi = torch.tensor([[1.0, 2.0], [9.0, 2.0]])
+    x = proc.sample(phi, num_samples=4, seed=0)
+    assert x.shape == (2, 4, 36, 36) and ((x == 0) | (x == 1)).all()
+    assert torch.equal(rebuilt.sample(phi, num_samples=4, seed=0), x)
+    # Cahn-Hilliard coarsens but keeps the orientation set by the spectral density
+    ly, lx = _orientation(x[0])
+    assert ly > 1.5 * lx, (ly, lx)
+    ly, lx = _orientation(x[1])
+    assert lx > 1.5 * ly, (ly, lx)
