@@ -145,8 +145,8 @@ def test_keller_mendelson_duality_approached_from_both_sides():
     # continuum, so det K_eff(k) * det K_eff(1/k) = 1 exactly for any pixelated medium. The FV
     # scheme underestimates both factors and conforming Q1 overestimates both (energy upper bound),
     # so the product must be < 1 for FV, > 1 for Q1, and move towards 1 under refinement.
-    # (Measured at 24², seed 5: FV 0.47-0.87 at refine 1 -> 0.76-0.99 at refine 8: media that connect through
-    # corner contacts converge slowly.)
+    # (Measured at 24², seed 5: FV 0.47-0.87 at refine 1 -> 0.76-0.99 at refine 8: media that
+    # connect through corner contacts converge slowly.)
     x = smoothed_noise_media(4, 16, seed=5)
     prod = {}
     for method in ("fft", "fem"):
