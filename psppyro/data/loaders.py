@@ -1,0 +1,256 @@
+"""Triad datasets to torch: whole tensors, or minibatches read lazily from the store.
+
+:func:`to_torch` with ``batch_size=None`` loads the requested fields as tensors. With a
+``batch_size`` it returns a :class:`TriadLoader`, an iterable (a
+``torch.utils.data.IterableDataset``) of minibatch dicts that reads the store a *buffer* at a time,
+so memory stays bounded for any dataset size. Shuffling is chunk-aware: each epoch permutes the
+storage chunks, fills a buffer of about ``buffer_size`` samples from consecutive (permuted) chunks,
+and permutes the samples inside the buffer; the order depends only on ``(seed, epoch)``.
+
+Semi-supervised use: ``labelled`` is a boolean mask over the samples (or ``None`` = all labelled).
+Each batch then holds ``"labelled"`` (bool, (B,)), and ``m`` of the unlabelled samples is NaN, so
+their labels cannot leak into a loss by accident (use ``batch["m"][batch["labelled"]]``).
+
+Example::
+
+    >>> import numpy as np, xarray as xr
+    >>> ds = xr.Dataset({"phi": (("sample", "phi_dim"), np.zeros((5, 2))),
+    ...                  "x": (("sample", "y", "x"), np.ones((5, 3, 3), np.uint8))})
+    >>> to_torch(ds, fields=("phi", "x"))["x"].shape
+    torch.Size([5, 3, 3])
+    >>> [b["x"].shape[0] for b in to_torch(ds, fields=("x",), batch_size=2)]
+    [2, 2, 1]
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from .._random import derive_seed
+
+__all__ = ["TriadLoader", "to_torch"]
+
+LOADER_STREAM = 4
+_INTEGER_FIELDS = ("phi_index",)
+
+
+def _check_fields(ds, fields):
+    if isinstance(fields, str):
+        fields = (fields,)
+    fields = tuple(fields)
+    if not fields:
+        raise ValueError("fields must name at least one variable, got ()")
+    for f in fields:
+        if f not in ds.variables or "sample" not in ds[f].dims:
+            allowed = sorted(str(v) for v in ds.variables if "sample" in ds[v].dims)
+            raise ValueError(
+                f"fields: {f!r} is not a per-sample variable of ds; allowed: {allowed}"
+            )
+    return fields
+
+
+def _check_mask(ds, labelled):
+    n = ds.sizes["sample"]
+    if labelled is None:
+        return None
+    mask = np.asarray(labelled)
+    if mask.dtype != np.bool_ or mask.shape != (n,):
+        raise ValueError(
+            f"labelled must be None or a boolean mask of shape ({n},), got dtype {mask.dtype} "
+            f"and shape {mask.shape}"
+        )
+    return mask
+
+
+def _convert(name, values, dtype, device):
+    if values.dtype == np.bool_:
+        t = torch.from_numpy(np.ascontiguousarray(values))
+    elif name in _INTEGER_FIELDS:
+        t = torch.from_numpy(np.ascontiguousarray(values, dtype=np.int64))
+    else:
+        t = torch.from_numpy(np.ascontiguousarray(values)).to(dtype)
+    return t if device is None else t.to(device)
+
+
+def _load(ds, fields, positions, mask, dtype, device):
+    """Fields at ``positions`` (sorted ascending for efficient reads) as a batch dict."""
+    out = {}
+    for f in fields:
+        values = np.asarray(ds[f].isel(sample=positions).values)
+        out[f] = _convert(f, values, dtype, device)
+    if mask is not None or "m" in fields:
+        lab = np.ones(len(positions), dtype=bool) if mask is None else mask[positions]
+        out["labelled"] = (
+            torch.from_numpy(lab) if device is None else torch.from_numpy(lab).to(device)
+        )
+        if "m" in out and mask is not None:
+            out["m"] = out["m"].masked_fill(~out["labelled"].unsqueeze(-1), float("nan"))
+    out["index"] = torch.from_numpy(np.asarray(positions, dtype=np.int64))
+    if device is not None:
+        out["index"] = out["index"].to(device)
+    return out
+
+
+def _blocks(ds, fields, n):
+    """Sample ranges that follow the storage chunks of the first chunked field (else 1024)."""
+    for f in fields:
+        data = ds[f].data
+        chunks = getattr(data, "chunks", None)
+        if chunks and isinstance(chunks[0], tuple):
+            edges = np.concatenate([[0], np.cumsum(chunks[0])])
+            return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+    return [(a, min(a + 1024, n)) for a in range(0, n, 1024)]
+
+
+class TriadLoader(torch.utils.data.IterableDataset):
+    """Minibatches of a triad dataset read lazily from its store (see the module docstring).
+
+    Args:
+        ds: a (possibly split) triad dataset.
+        fields: per-sample variables to return, e.g. ``("phi", "x", "m")``.
+        batch_size: samples per batch.
+        shuffle: reshuffle every epoch (chunk-aware, seeded by ``(seed, epoch)``).
+        seed: non-negative integer.
+        labelled: ``None`` or a boolean mask over samples (semi-supervised use).
+        dtype: floating dtype of ``phi``, ``x`` and ``m`` (flags stay bool, ``phi_index`` int64).
+        device: device of the returned tensors (default CPU).
+        buffer_size: samples read per buffer (default ``max(8 * batch_size, 4096)``).
+        drop_last: drop the last incomplete batch.
+
+    Each batch is a dict of the fields plus ``"index"`` (positions in ``ds``) and, when ``m`` is
+    requested or a mask is given, ``"labelled"``.
+
+    Example::
+
+        >>> import numpy as np, xarray as xr
+        >>> ds = xr.Dataset({"x": (("sample", "y", "x"), np.zeros((10, 2, 2), np.uint8))})
+        >>> loader = TriadLoader(ds, ("x",), batch_size=4, shuffle=True, seed=0)
+        >>> len(loader), sorted(torch.cat([b["index"] for b in loader]).tolist()) == list(range(10))
+        (3, True)
+    """
+
+    def __init__(
+        self,
+        ds,
+        fields=("phi", "x", "m"),
+        batch_size=64,
+        shuffle=False,
+        seed=0,
+        labelled=None,
+        dtype=torch.float32,
+        device=None,
+        buffer_size=None,
+        drop_last=False,
+    ):
+        super().__init__()
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        derive_seed(seed)
+        self.ds = ds
+        self.fields = _check_fields(ds, fields)
+        self.batch_size = batch_size
+        self.shuffle = bool(shuffle)
+        self.seed = int(seed)
+        self.mask = _check_mask(ds, labelled)
+        self.dtype = dtype
+        self.device = device
+        self.buffer_size = max(8 * batch_size, 4096) if buffer_size is None else int(buffer_size)
+        if self.buffer_size < 1:
+            raise ValueError(f"buffer_size must be >= 1, got {buffer_size!r}")
+        self.drop_last = bool(drop_last)
+        self.n = int(ds.sizes["sample"])
+        self.epoch = 0
+
+    def __len__(self):
+        if self.drop_last:
+            return self.n // self.batch_size
+        return math.ceil(self.n / self.batch_size)
+
+    def set_epoch(self, epoch):
+        """Fix the epoch number that seeds the next iteration's order."""
+        self.epoch = int(epoch)
+
+    def __iter__(self):
+        blocks = _blocks(self.ds, self.fields, self.n)
+        rng = np.random.default_rng(derive_seed(self.seed, LOADER_STREAM, self.epoch))
+        if self.shuffle:
+            blocks = [blocks[i] for i in rng.permutation(len(blocks))]
+        self.epoch += 1
+        carry = np.zeros(0, dtype=np.int64)
+        i = 0
+        while i < len(blocks) or len(carry):
+            buffer = [carry]
+            size = len(carry)
+            while i < len(blocks) and size < self.buffer_size:
+                a, b = blocks[i]
+                buffer.append(np.arange(a, b))
+                size += b - a
+                i += 1
+            positions = np.concatenate(buffer)
+            if self.shuffle:
+                positions = positions[rng.permutation(len(positions))]
+            n_full = len(positions) // self.batch_size * self.batch_size
+            last = i >= len(blocks)
+            take = len(positions) if last else n_full
+            for s in range(0, take, self.batch_size):
+                pos = positions[s : s + self.batch_size]
+                if len(pos) < self.batch_size and self.drop_last:
+                    break
+                order = np.argsort(pos, kind="stable")
+                batch = _load(self.ds, self.fields, pos[order], self.mask, self.dtype, self.device)
+                inverse = torch.from_numpy(np.argsort(order, kind="stable"))
+                yield {k: v[inverse.to(v.device)] for k, v in batch.items()}
+            carry = positions[take:]
+            if last:
+                break
+
+
+def to_torch(
+    ds,
+    fields=("phi", "x", "m"),
+    *,
+    batch_size=None,
+    shuffle=False,
+    seed=0,
+    labelled=None,
+    dtype=torch.float32,
+    device=None,
+    buffer_size=None,
+    drop_last=False,
+):
+    """Tensors of a triad dataset, or a lazy minibatch loader when ``batch_size`` is given.
+
+    Args:
+        ds: a triad dataset (from :func:`~psppyro.data.open_dataset` or
+            :func:`~psppyro.data.split`).
+        fields: per-sample variables, default ``("phi", "x", "m")`` (``"m"`` needs a labelled set).
+        batch_size: ``None`` loads everything at once; an integer returns a :class:`TriadLoader`.
+        shuffle, seed, buffer_size, drop_last: see :class:`TriadLoader`.
+        labelled: ``None`` or a boolean mask over samples; unlabelled ``m`` become NaN.
+        dtype: floating dtype (``x`` is stored as uint8 and converted).
+        device: target device.
+
+    Returns:
+        dict of tensors (with ``"index"`` and, when relevant, ``"labelled"``) or a
+        :class:`TriadLoader`.
+
+    Raises:
+        ValueError: for unknown fields or a malformed mask.
+
+    Example::
+
+        >>> import numpy as np, xarray as xr
+        >>> ds = xr.Dataset({"m": (("sample", "m_dim"), np.arange(4.0).reshape(2, 2))})
+        >>> to_torch(ds, ("m",), labelled=np.array([True, False]))["m"].tolist()
+        [[0.0, 1.0], [nan, nan]]
+    """
+    if batch_size is not None:
+        return TriadLoader(
+            ds, fields, batch_size, shuffle, seed, labelled, dtype, device, buffer_size, drop_last
+        )
+    fields = _check_fields(ds, fields)
+    mask = _check_mask(ds, labelled)
+    return _load(ds, fields, np.arange(ds.sizes["sample"]), mask, dtype, device)
