@@ -296,8 +296,9 @@ class GaussianRandomField:
         Args:
             phi (torch.Tensor): ``(..., d_phi)``; the output is on φ's device.
             num_samples (int): samples per φ (≥ 1).
-            seed (int or torch.Generator, optional): seed; the same seed gives identical tensors.
-                ``None`` draws from torch's global generator.
+            seed (int or torch.Generator, optional): seed; the same seed gives identical tensors
+                on the same device type (CPU and CUDA generators differ). ``None`` draws a seed
+                from torch's global generator (so ``pyro.set_rng_seed`` applies).
             threshold (str, optional): overrides the process's threshold for this call
                 (``"hard"``: binary, with the phase field if any; ``"relaxed"``: values in (0, 1),
                 no phase field).
@@ -337,7 +338,9 @@ class GaussianRandomField:
         """Pyro model fragment: sample the white noise as a site and return the relaxed image.
 
         The site ``name`` is ``Normal(0, 1)`` with event shape ``shape`` and batch shape
-        ``phi.shape[:-1]`` (enclosing plates broadcast it further). The output is always the
+        ``phi.shape[:-1]`` (enclosing plates broadcast it further); for ``noise="uniform"`` the
+        standard normal site is mapped to uniform noise inside :meth:`field`, so the site stays
+        standard normal (the design protocol's nuisance latent). The output is always the
         *relaxed* microstructure (tanh threshold with this process's ε and volume fraction),
         whatever ``threshold`` :meth:`sample` uses, so gradients flow to φ and to the noise. The
         phase-field step (Cahn–Hilliard) is *not* part of the fragment.

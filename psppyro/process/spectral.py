@@ -265,10 +265,10 @@ class SpectralMixtureDensity(SpectralDensity):
     *Symmetry.* The centres lie in the first quadrant only, so the mixture as written is not even
     and would give complex fields. We evaluate it on :math:`(|w_y|, |w_x|)`, i.e. the density given
     on the quadrant is mirrored into all four quadrants. This makes S(k) = S(−k) (real fields) and
-    keeps every component's shape (a bump centred at (c_i, c_j) describes the same stripe
-    wavelength and orientation mix as in the paper's quadrant picture). The alternative
-    ½(G(w) + G(−w)) would keep only point symmetry and produce fields with a preferred diagonal
-    that the paper's isotropic-looking samples do not show.
+    keeps every component's shape on the quadrant where the paper places the centres. The
+    alternative ½(G(w) + G(−w)) is also even, but a bump off the axes would then carry power only
+    along one diagonal direction (stripes of one handedness), an orientation preference the
+    parametrization has no weight for; mirroring treats (k_x, k_y) and (−k_x, k_y) alike.
 
     Args:
         Q (int): number of components, a perfect square (default 100).
@@ -335,6 +335,10 @@ class GaussianFilterDensity(SpectralDensity):
     sampled kernel (tested against a direct convolution). The alias sum is truncated at
     :math:`|m| \le M` with M chosen from the lower σ bound so the first dropped term is below
     :math:`e^{-40}` relative to the kept ones. ``N_i`` is read from the grid ``k``.
+
+    With uniform noise (``GaussianRandomField(..., noise="uniform")``) this is the VAE-Regression
+    data process; noise on U(0, 1) or on U(−√3, √3) gives the same normalized field (the
+    convolution of the constant offset is removed with the mean).
 
     Args:
         ndim (int): spatial dimension, 2 or 3 (default 3).
