@@ -99,9 +99,9 @@ class _Pairs:
         self.dataset = None
         if hasattr(data, "data_vars"):
             for var in ("phi", "x") + (("m",) if need_m else ()):
-                if var not in data.data_vars:
+                if var not in data.variables:
                     raise ValueError(
-                        f"{name} must hold a variable {var!r}; it has {list(data.data_vars)}"
+                        f"{name} must hold a variable {var!r}; it has {list(data.variables)}"
                     )
             self.dataset = data
             self.n = int(data.sizes["sample"])
@@ -161,17 +161,20 @@ class _Pairs:
 
 # --------------------------------------------------------------------------- ELBO with terms
 class _TermsTraceELBO(Trace_ELBO):
-    """Trace_ELBO that also records the terms of the last particle: rec-x, rec-m, KL."""
+    """Trace_ELBO that also records the last particle's terms: rec-x, rec-m, un-weighted KL."""
+
+    def __init__(self, beta, **kwargs):
+        super().__init__(**kwargs)
+        self.beta = beta
 
     def _differentiable_loss_particle(self, model_trace, guide_trace):
         loss, surrogate = super()._differentiable_loss_particle(model_trace, guide_trace)
-        beta = model_trace.nodes["z0"]["infer"].get("_beta", 1.0)
         kl = (guide_trace.nodes["z0"]["log_prob_sum"] - model_trace.nodes["z0"]["log_prob_sum"])
         kl = kl.detach()
         self.terms = {
             "rec_x": -model_trace.nodes["x"]["log_prob_sum"].item(),
             "rec_m": -model_trace.nodes["m"]["log_prob_sum"].item(),
-            "kl": kl.item() / beta,
+            "kl": kl.item() / self.beta,
         }
         return loss, surrogate
 
@@ -515,11 +518,7 @@ class PSPGen(nn.Module):
         with pyro.plate("data", n, dim=-1), poutine.scale(scale=1.0 if weight is None else weight):
             z1 = pyro.deterministic("z1", self.process_net(self._normalize_phi(phi)), event_dim=1)
             with poutine.scale(scale=self.beta):
-                z0 = pyro.sample(
-                    "z0",
-                    dist.Normal(zeros, torch.ones_like(zeros)).to_event(1),
-                    infer={"_beta": self.beta},
-                )
+                z0 = pyro.sample("z0", dist.Normal(zeros, torch.ones_like(zeros)).to_event(1))
             h = torch.cat([z0, z1], -1)
             x = pyro.sample(
                 "x",
@@ -823,11 +822,12 @@ class PSPGen(nn.Module):
         Each step draws a labelled minibatch (and, with ``unlabelled``, an unlabelled one sized so
         that both sets are traversed once per epoch). Row weights make the step loss an unbiased
         estimate of the full-data negative β-ELBO divided by the number of pairs (labelled +
-        unlabelled), so losses compare across batch sizes. The monitored loss is the validation
-        loss (fixed seed per epoch, not disturbing the training random stream) when ``val`` is
-        given, else the epoch's mean training loss. When it has not improved for ``lr_patience``
-        epochs the learning rate is multiplied by ``lr_factor`` (÷3); after ``patience`` epochs
-        without improvement training stops. The best weights are restored at the end.
+        unlabelled), so losses compare across batch sizes. The monitored loss is the validation loss
+        (its own random stream, not disturbing the training one) when ``val`` is given (evaluated
+        with the same fixed seed every epoch, so it is a deterministic function of the weights),
+        else the epoch's mean training loss. When it has not improved for ``lr_patience`` epochs the
+        learning rate is multiplied by ``lr_factor`` (÷3); after ``patience`` epochs without
+        improvement training stops. The best weights are restored at the end.
 
         Args:
             train: labelled pairs — ``xarray.Dataset`` (phi, x, m; read lazily, one minibatch at a
@@ -928,7 +928,7 @@ class PSPGen(nn.Module):
         else:
             pyro.set_rng_seed(seed)
 
-        elbo = _TermsTraceELBO()
+        elbo = _TermsTraceELBO(self.beta)
         ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         if ckpt_dir is not None:
             ckpt_dir.mkdir(parents=True, exist_ok=True)
@@ -957,8 +957,7 @@ class PSPGen(nn.Module):
                         sums[k] += elbo.terms[k]
                 means = {k: v / steps for k, v in sums.items()}
                 val_loss = (
-                    self._evaluate(validation, batch_size, derive_seed(seed, epoch, 1), device,
-                                   dtype)
+                    self._evaluate(validation, batch_size, derive_seed(seed, 1), device, dtype)
                     if validation is not None else math.nan
                 )
                 monitored = val_loss if validation is not None else means["loss"]

@@ -10,8 +10,8 @@ flatten, centre, and take the smallest number k of principal components whose ei
 … satisfy Σ_{i≤k} λ_i / Σ_i λ_i ≥ fraction (0.9 in the paper). The competitor method (two-point
 statistics → PCA → GP) reuses the same rule.
 
-The two-point correlation comes from :func:`psppyro.process.statistics.two_point_correlation` when
-that function is available; until then (it is being written) the same formula is evaluated here.
+The two-point correlation is :func:`psppyro.process.statistics.two_point_correlation` (2-D images,
+or 3-D volumes).
 """
 
 from __future__ import annotations
@@ -20,25 +20,15 @@ import torch
 
 from psppyro._random import make_generator
 from psppyro._validation import as_tensor, check_binary, check_interval
+from psppyro.process.statistics import two_point_correlation
 
 __all__ = ["explained_variance_ratio", "principal_components_for_variance"]
-
-
-def _two_point_correlation(x):
-    # Periodic autocorrelation S2(r) of a 0/1 image, batched over leading dims.
-    try:
-        from psppyro.process.statistics import two_point_correlation
-
-        return two_point_correlation(x)
-    except NotImplementedError:
-        f = torch.fft.fft2(x.to(torch.float64))
-        return torch.fft.ifft2(f.abs() ** 2).real / (x.shape[-1] * x.shape[-2])
 
 
 def _images(data, max_samples, seed):
     # A (n, ny, nx) float tensor from a tensor or an xarray Dataset with variable "x".
     if hasattr(data, "data_vars"):
-        if "x" not in data.data_vars:
+        if "x" not in data.variables:
             raise ValueError("data must hold a variable 'x' (sample, y, x); it has none")
         n = data.sizes["sample"]
         if n > max_samples:
@@ -46,11 +36,16 @@ def _images(data, max_samples, seed):
             idx = torch.randperm(n, generator=g)[:max_samples].sort().values.numpy()
             data = data.isel(sample=idx)
         x = torch.as_tensor(data["x"].values, dtype=torch.float64)
+        if x.dim() not in (3, 4):
+            raise ValueError(
+                f"data['x'] must be (sample, y, x) or (sample, z, y, x), got {tuple(x.shape)}"
+            )
     else:
         x = as_tensor("data", data, dtype=torch.float64)
-        if x.dim() < 3:
-            raise ValueError(f"data must have shape (n, ny, nx), got {tuple(x.shape)}")
-        x = x.reshape(-1, *x.shape[-2:])
+        if x.dim() not in (3, 4):
+            raise ValueError(
+                f"data must have shape (n, ny, nx) or (n, nz, ny, nx), got {tuple(x.shape)}"
+            )
         if x.shape[0] > max_samples:
             g = make_generator(seed)
             x = x[torch.randperm(x.shape[0], generator=g)[:max_samples]]
@@ -62,7 +57,8 @@ def explained_variance_ratio(data, max_samples=2000, seed=0):
     """Fraction of the two-point-correlation variance explained by each principal component.
 
     Args:
-        data: binary images ``(n, ny, nx)`` (tensor or array) or an ``xarray.Dataset`` with ``x``.
+        data: binary images ``(n, ny, nx)``, volumes ``(n, nz, ny, nx)`` or an ``xarray.Dataset``
+            with ``x``.
         max_samples (int): at most this many images are used (a seeded random subset).
         seed (int): seed of that subset.
 
@@ -82,7 +78,7 @@ def explained_variance_ratio(data, max_samples=2000, seed=0):
     x = _images(data, max_samples, seed)
     if x.shape[0] < 2:
         raise ValueError(f"data must hold at least 2 images, got {x.shape[0]}")
-    s2 = _two_point_correlation(x).reshape(x.shape[0], -1)
+    s2 = two_point_correlation(x, ndim=x.dim() - 1).reshape(x.shape[0], -1)
     s2 = s2 - s2.mean(0)
     sv = torch.linalg.svdvals(s2)
     var = sv**2
