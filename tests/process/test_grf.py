@@ -8,6 +8,7 @@ import torch
 from psppyro.process import (
     GaussianFilterDensity,
     GaussianRandomField,
+    PSPGen10DDensity,
     PSPGenDensity,
     SpectralMixtureDensity,
     from_config,
@@ -43,7 +44,8 @@ def _periodogram_ratios(fields, S_tilde):
     """
     shape = S_tilde.shape
     n, m = math.prod(shape), fields.shape[0]
-    P = (torch.fft.fftn(fields, dim=(-2, -1)).abs() ** 2 / n).mean(0).reshape(-1)
+    dims = tuple(range(-len(shape), 0))
+    P = (torch.fft.fftn(fields, dim=dims).abs() ** 2 / n).mean(0).reshape(-1)
     S = S_tilde.reshape(-1)
     lin = torch.arange(n)
     neg = _reflect_index(shape)
@@ -56,10 +58,19 @@ def _periodogram_ratios(fields, S_tilde):
     return R, se, S[keep] / n
 
 
-def test_power_spectrum_matches_sdf_chi2():
+@pytest.mark.parametrize(
+    "sdf,phi,shape",
+    [
+        (PSPGenDensity(), [5.0, 0.5], (36, 36)),
+        (PSPGen10DDensity(), [1.0, 3.0, 5.0, 7.0, 9.0, 0.02, 0.1, 0.3, 1.0, 2.0], (36, 36)),
+        (SpectralMixtureDensity(), [0.5] * 30 + [0.0] * 70, (32, 32)),
+        (GaussianFilterDensity(3), [1.0, 1.5, 2.0], (12, 12, 10)),
+    ],
+    ids=["pspgen", "pspgen10d", "mixture", "filter3d"],
+)
+def test_power_spectrum_matches_sdf_chi2(sdf, phi, shape):
     """Raw filtered fields: the periodogram's expectation is exactly S~ (no normalization bias)."""
-    sdf, phi = PSPGenDensity(), torch.tensor([5.0, 0.5], dtype=torch.float64)
-    shape, m = (36, 36), 256
+    phi, m = torch.tensor(phi, dtype=torch.float64), 256
     proc = GaussianRandomField(shape, sdf, 0.5)
     noise = _randn((m,) + shape, 3)
     g = proc.field(phi, noise, normalize=False)
