@@ -14,7 +14,7 @@ Example::
 """
 
 from .cahn_hilliard import CahnHilliard
-from .grf import GaussianRandomField
+from .grf import GaussianRandomField, hard_threshold, relaxed_threshold
 from .presets import PRESETS, from_config, preset
 from .spectral import (
     GaussianFilterDensity,
@@ -22,6 +22,8 @@ from .spectral import (
     PSPGenDensity,
     SpectralDensity,
     SpectralMixtureDensity,
+    density_from_config,
+    wavenumbers,
 )
 from .statistics import correlation_length, two_point_correlation
 
@@ -35,6 +37,10 @@ __all__ = [
     "SpectralDensity",
     "SpectralMixtureDensity",
     "correlation_length",
+    "density_from_config",
+    "hard_threshold",
+    "relaxed_threshold",
+    "wavenumbers",
     "from_config",
     "preset",
     "two_point_correlation",
