@@ -90,15 +90,16 @@ _MIN_SCALE = 1e-4
 class _Pairs:
     """Minibatches of (φ, x[, m]) from tensors or a lazily opened xarray Dataset.
 
-    A Dataset is read one minibatch at a time (sorted indices, so Zarr reads whole chunks), never
-    loaded as a whole: a 128² set trains in bounded memory.
+    A Dataset is read through :func:`psppyro.data.to_torch` (a chunk-aware lazy loader whose order
+    depends only on (seed, epoch)), never loaded as a whole: a 128² set trains in bounded memory.
     """
 
     def __init__(self, name, data, need_m):
         self.name = name
         self.dataset = None
+        self.fields = ("phi", "x") + (("m",) if need_m else ())
         if hasattr(data, "data_vars"):
-            for var in ("phi", "x") + (("m",) if need_m else ()):
+            for var in self.fields:
                 if var not in data.variables:
                     raise ValueError(
                         f"{name} must hold a variable {var!r}; it has {list(data.variables)}"
@@ -108,43 +109,51 @@ class _Pairs:
             self.tensors = None
         else:
             if isinstance(data, dict):
-                parts = [data.get("phi"), data.get("x")] + ([data.get("m")] if need_m else [])
+                parts = [data.get(f) for f in self.fields]
             elif isinstance(data, (tuple, list)):
                 parts = list(data)
-                if len(parts) < (3 if need_m else 2):
+                if len(parts) < len(self.fields):
                     raise ValueError(
-                        f"{name} must be (phi, x, m){' ' if need_m else ' or (phi, x)'}, "
-                        f"got {len(parts)} parts"
+                        f"{name} must be ({', '.join(self.fields)}), got {len(parts)} parts"
                     )
-                parts = parts[: 3 if need_m else 2]
+                parts = parts[: len(self.fields)]
             else:
                 raise TypeError(
-                    f"{name} must be an xarray.Dataset, a dict with phi/x/m or a tuple "
-                    f"(phi, x, m), got {type(data).__name__}"
+                    f"{name} must be an xarray.Dataset, a dict with {'/'.join(self.fields)} or a "
+                    f"tuple ({', '.join(self.fields)}), got {type(data).__name__}"
                 )
             if any(p is None for p in parts):
-                raise ValueError(f"{name} must provide phi, x" + (" and m" if need_m else ""))
+                raise ValueError(f"{name} must provide {', '.join(self.fields)}")
             self.tensors = [as_tensor(f"{name}[{i}]", p) for i, p in enumerate(parts)]
             self.n = int(self.tensors[0].shape[0])
             for t in self.tensors[1:]:
                 if t.shape[0] != self.n:
                     raise ValueError(
-                        f"{name}: phi, x (and m) must have the same number of samples, got "
-                        f"{[tuple(p.shape) for p in self.tensors]}"
+                        f"{name}: {', '.join(self.fields)} must have the same number of samples, "
+                        f"got {[tuple(p.shape) for p in self.tensors]}"
                     )
         if self.n == 0:
             raise ValueError(f"{name} holds no samples")
         self.has_m = need_m
 
-    def batch(self, idx, device, dtype):
-        idx = torch.as_tensor(idx).sort().values
+    def batches(self, batch_size, seed, epoch, shuffle, device, dtype):
+        """Yield [phi, x(, m)] minibatches; the order depends only on (seed, epoch)."""
         if self.dataset is not None:
-            sub = self.dataset.isel(sample=idx.numpy())
-            names = ("phi", "x") + (("m",) if self.has_m else ())
-            out = [torch.as_tensor(sub[v].values) for v in names]
+            from psppyro.data import to_torch
+
+            loader = to_torch(self.dataset, self.fields, batch_size=batch_size, shuffle=shuffle,
+                              seed=seed, dtype=dtype, device=device)
+            loader.set_epoch(epoch)
+            for batch in loader:
+                yield [batch[f] for f in self.fields]
+            return
+        if shuffle:
+            order = torch.randperm(self.n, generator=make_generator(derive_seed(seed, epoch)))
         else:
-            out = [t[idx.to(t.device)] for t in self.tensors]
-        return [t.to(device=device, dtype=dtype) for t in out]
+            order = torch.arange(self.n)
+        for start in range(0, self.n, batch_size):
+            idx = order[start : start + batch_size]
+            yield [t[idx.to(t.device)].to(device=device, dtype=dtype) for t in self.tensors]
 
     def m_statistics(self):
         if self.dataset is not None:
@@ -902,7 +911,7 @@ class PSPGen(nn.Module):
         n_u = extra.n if extra is not None else 0
         n_total = n_l + n_u
         steps = math.ceil(n_l / batch_size)
-        batch_u = math.ceil(n_u / steps) if n_u else 0
+        batch_u = math.ceil(n_u / steps) if n_u else 0  # one pass over each set per epoch
 
         history = {k: [] for k in ("epoch", "loss", "rec_x", "rec_m", "kl", "val_loss", "lr",
                                    "seconds")}
@@ -941,17 +950,14 @@ class PSPGen(nn.Module):
             for epoch in bar:
                 t0 = time.perf_counter()
                 _set_lr(optim, state["lr"])
-                g = make_generator(derive_seed(seed, epoch))
-                order_l = torch.randperm(n_l, generator=g)
-                order_u = torch.randperm(n_u, generator=g) if n_u else None
+                stream_l = labelled.batches(batch_size, derive_seed(seed, 2), epoch, True, device,
+                                            dtype)
+                stream_u = (extra.batches(batch_u, derive_seed(seed, 3), epoch, True, device, dtype)
+                            if n_u else iter(()))
                 sums = {"loss": 0.0, "rec_x": 0.0, "rec_m": 0.0, "kl": 0.0}
-                for step in range(steps):
-                    idx = order_l[step * batch_size : (step + 1) * batch_size]
-                    args = self._training_batch(
-                        labelled, idx, extra,
-                        order_u[step * batch_u : (step + 1) * batch_u] if n_u else None,
-                        n_l, n_u, n_total, guide_x_weight, device, dtype,
-                    )
+                for batch_l in stream_l:
+                    args = self._training_batch(batch_l, next(stream_u, None), n_l, n_u, n_total,
+                                                guide_x_weight)
                     sums["loss"] += svi.step(*args)
                     for k in ("rec_x", "rec_m", "kl"):
                         sums[k] += elbo.terms[k]
@@ -996,29 +1002,22 @@ class PSPGen(nn.Module):
         history["stopped_early"] = bool(stopped)
         return history
 
-    def _training_batch(self, labelled, idx, extra, idx_u, n_l, n_u, n_total, guide_x_weight,
-                        device, dtype):
-        phi, x, m = labelled.batch(idx, device, dtype)
+    def _training_batch(self, batch_l, batch_u, n_l, n_u, n_total, guide_x_weight):
+        # One SVI batch: labelled rows, their m-hidden copies (x-only guide), unlabelled rows.
+        phi, x, m = batch_l
         b = phi.shape[0]
-        w_l = torch.full((b,), n_l / (b * n_total), device=device, dtype=dtype)
-        parts_phi, parts_x, parts_m, parts_mask, parts_w = [phi], [x], [m], [], [w_l]
-        parts_mask.append(torch.ones(b, dtype=torch.bool, device=device))
+        w_l = phi.new_full((b,), n_l / (b * n_total))
+        parts = [(phi, x, m, torch.ones(b, dtype=torch.bool, device=phi.device), w_l)]
         if guide_x_weight > 0:
-            parts_phi.append(phi)
-            parts_x.append(x)
-            parts_m.append(torch.zeros_like(m))
-            parts_mask.append(torch.zeros(b, dtype=torch.bool, device=device))
-            parts_w.append(w_l * guide_x_weight)
-        if extra is not None and idx_u is not None and idx_u.numel() > 0:
-            phi_u, x_u = extra.batch(idx_u, device, dtype)
+            parts.append((phi, x, torch.zeros_like(m), torch.zeros_like(parts[0][3]),
+                          w_l * guide_x_weight))
+        if batch_u is not None:
+            phi_u, x_u = batch_u
             bu = phi_u.shape[0]
-            parts_phi.append(phi_u)
-            parts_x.append(x_u)
-            parts_m.append(phi_u.new_zeros(bu, self.d_m))
-            parts_mask.append(torch.zeros(bu, dtype=torch.bool, device=device))
-            parts_w.append(torch.full((bu,), n_u / (bu * n_total), device=device, dtype=dtype))
-        return (torch.cat(parts_phi), torch.cat(parts_x), torch.cat(parts_m),
-                torch.cat(parts_mask), torch.cat(parts_w))
+            parts.append((phi_u, x_u, phi_u.new_zeros(bu, self.d_m),
+                          torch.zeros(bu, dtype=torch.bool, device=phi.device),
+                          phi_u.new_full((bu,), n_u / (bu * n_total))))
+        return tuple(torch.cat(column) for column in zip(*parts))
 
     def _evaluate(self, pairs, batch_size, seed, device, dtype):
         # Mean negative β-ELBO per labelled pair, with its own fixed random stream.
@@ -1027,9 +1026,7 @@ class PSPGen(nn.Module):
         with torch.random.fork_rng(devices=devices), torch.no_grad():
             torch.manual_seed(seed)
             elbo = Trace_ELBO()
-            for start in range(0, pairs.n, batch_size):
-                idx = torch.arange(start, min(start + batch_size, pairs.n))
-                phi, x, m = pairs.batch(idx, device, dtype)
+            for phi, x, m in pairs.batches(batch_size, 0, 0, False, device, dtype):
                 w = torch.full((phi.shape[0],), 1.0 / pairs.n, device=device, dtype=dtype)
                 total += elbo.loss(self.model, self.guide, phi, x, m, None, w)
         return total
