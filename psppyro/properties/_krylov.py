@@ -43,7 +43,8 @@ __all__ = ["batched_pcg", "raise_if_not_converged"]
 
 def _dot(u, v):
     """Per-sample inner product over all trailing dims: (B, ...) x (B, ...) -> (B,)."""
-    return (u * v).reshape(u.shape[0], -1).sum(dim=1)
+    batch = u.shape[0]
+    return (u.reshape(batch, 1, -1) @ v.reshape(batch, -1, 1)).reshape(batch)
 
 
 def raise_if_not_converged(info, rtol, maxiter, what="batched_pcg", sample_shape=None):
@@ -163,15 +164,15 @@ def batched_pcg(
         pAp = _dot(p, Ap)
         ok = active & (pAp > 0)
         alpha = torch.where(ok, rz / torch.where(ok, pAp, torch.ones_like(pAp)), 0.0)
-        x = x + alpha.view(view) * p
-        r = r - alpha.view(view) * Ap
+        x.addcmul_(alpha.view(view), p)
+        r.addcmul_(alpha.view(view), Ap, value=-1)
         iterations = iterations + active.to(torch.int64)
         residual = torch.where(active, _dot(r, r).sqrt() / safe_b_norm, residual)
         active = active & (residual > rtol) & (pAp > 0)
         z = apply_M(r)
         rz_new = _dot(r, z)
         beta = torch.where(rz != 0, rz_new / torch.where(rz != 0, rz, torch.ones_like(rz)), 0.0)
-        p = z + beta.view(view) * p
+        p.mul_(beta.view(view)).add_(z)
         rz = rz_new
 
     info = {"iterations": iterations, "converged": residual <= rtol, "residual": residual}

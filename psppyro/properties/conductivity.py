@@ -137,13 +137,26 @@ def _refine(x, refine, ndim):
 
 
 def _forward_diff(u, c):
-    """D_c u: difference to the next pixel along component c (image axis -1 - c), periodic."""
-    return u.roll(-1, dims=-1 - c) - u
+    """D_c u: difference to the next pixel along component c (image axis -1 - c), periodic.
+
+    Written with slices rather than ``torch.roll`` (which concatenates copies): one pass over u.
+    """
+    dim = u.dim() - 1 - c
+    n = u.shape[dim]
+    out = torch.empty_like(u)
+    torch.sub(u.narrow(dim, 1, n - 1), u.narrow(dim, 0, n - 1), out=out.narrow(dim, 0, n - 1))
+    torch.sub(u.narrow(dim, 0, 1), u.narrow(dim, n - 1, 1), out=out.narrow(dim, n - 1, 1))
+    return out
 
 
-def _forward_diff_T(g, c):
-    """Adjoint of :func:`_forward_diff` (a backward difference with the opposite sign)."""
-    return g.roll(1, dims=-1 - c) - g
+def _add_forward_diff_T_(out, g, c):
+    """out += D_c^T g, the adjoint of :func:`_forward_diff`: (D^T g)_i = g_{i-1} - g_i. In place."""
+    dim = g.dim() - 1 - c
+    n = g.shape[dim]
+    out.sub_(g)
+    out.narrow(dim, 1, n - 1).add_(g.narrow(dim, 0, n - 1))
+    out.narrow(dim, 0, 1).add_(g.narrow(dim, n - 1, 1))
+    return out
 
 
 def _inverse_laplacian_symbol(shape, dtype, device):
@@ -177,7 +190,7 @@ def _conductivity_fv(x, phases, dtype, rtol, maxiter, ndim):
         phi = phi.reshape(loads)
         out = torch.zeros_like(phi)
         for c in range(d):
-            out = out + _forward_diff_T(kf[:, :, c] * _forward_diff(phi, c), c)
+            _add_forward_diff_T_(out, _forward_diff(phi, c).mul_(kf[:, :, c]), c)
         return out.reshape((batch * d,) + image)
 
     k_ref = math.sqrt(k0 * k1)
@@ -185,13 +198,13 @@ def _conductivity_fv(x, phases, dtype, rtol, maxiter, ndim):
     fft_dims = tuple(range(-d, 0))
 
     def apply_M(r):
-        r_hat = torch.fft.rfftn(r, dim=fft_dims)
-        return torch.fft.irfftn(r_hat * inv_symbol, s=image, dim=fft_dims)
+        r_hat = torch.fft.rfftn(r, dim=fft_dims).mul_(inv_symbol)
+        return torch.fft.irfftn(r_hat, s=image, dim=fft_dims)
 
     # Right-hand side for E = e_j: -D_j^T(k_j), placed in load slot j.
     b = torch.zeros(loads, dtype=dtype, device=x.device)
     for j in range(d):
-        b[:, j] = -_forward_diff_T(kf[:, 0, j], j)
+        _add_forward_diff_T_(b[:, j], kf[:, 0, j], j).neg_()
     phi, info = batched_pcg(apply_A, b.reshape((batch * d,) + image), apply_M,
                             rtol=rtol, maxiter=maxiter)
     phi = phi.reshape(loads)
