@@ -276,10 +276,14 @@ def _create_store(path, process, pm, phi, config, layout, attrs):
 
 def _probe_flags(process, pm, phi0, seed):
     """Flag names of the property map, from one throw-away sample (seed stream 2)."""
-    x = process.sample(
-        torch.as_tensor(phi0, dtype=process.phi_bounds.dtype), 1, derive_seed(seed, PROBE_STREAM)
-    )
-    m, flags = pm.evaluate(x)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in the workers; many threads on one tiny image only contend
+    try:
+        phi0 = torch.as_tensor(phi0, dtype=process.phi_bounds.dtype)
+        x = process.sample(phi0, 1, derive_seed(seed, PROBE_STREAM))
+        m, flags = pm.evaluate(x)
+    finally:
+        torch.set_num_threads(threads)
     if tuple(m.shape) != (1, pm.dim):
         raise ValueError(
             f"property map {pm.name!r} returned m of shape {tuple(m.shape)} for one image, "

@@ -94,9 +94,15 @@ def _load(ds, fields, positions, mask, dtype, device):
     return out
 
 
-def _blocks(ds, fields, n):
-    """Sample ranges that follow the storage chunks of the first chunked field (else 1024)."""
-    for f in fields:
+def _blocks(ds, n):
+    """Sample ranges following the storage chunks of ``x`` (else 1024): the shuffle unit.
+
+    They depend on the dataset only (not on the fields asked for), so the order is a function of
+    ``(seed, epoch)`` alone.
+    """
+    for f in ("x", "m", "phi"):
+        if f not in ds.variables:
+            continue
         data = ds[f].data
         chunks = getattr(data, "chunks", None)
         if chunks and isinstance(chunks[0], tuple):
@@ -174,7 +180,7 @@ class TriadLoader(torch.utils.data.IterableDataset):
         self.epoch = int(epoch)
 
     def __iter__(self):
-        blocks = _blocks(self.ds, self.fields, self.n)
+        blocks = _blocks(self.ds, self.n)
         rng = np.random.default_rng(derive_seed(self.seed, LOADER_STREAM, self.epoch))
         if self.shuffle:
             blocks = [blocks[i] for i in rng.permutation(len(blocks))]
