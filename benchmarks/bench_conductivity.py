@@ -29,8 +29,7 @@ import time
 
 import torch
 
-import psppyro as pp
-from psppyro.properties import conductivity
+from psppyro.properties.conductivity import conductivity
 
 PHASES = (1.0, 50.0)
 
@@ -101,8 +100,10 @@ def timing_3d(args, device):
 
 
 def accuracy(args, device):
+    from psppyro.process import preset
+
     num = 5 if args.quick else 20
-    proc = pp.process.preset("pspgen36")
+    proc = preset("pspgen36")
     g = torch.Generator().manual_seed(2024)
     lo, hi = proc.phi_bounds[:, 0], proc.phi_bounds[:, 1]
     phi = lo + (hi - lo) * torch.rand(num, lo.shape[0], generator=g)
