@@ -79,6 +79,8 @@ def throughput_2d(args, device):
             it = info["iterations"].float()
             print(f"{size:>4}^2 {str(dtype)[6:]:>8} {batch:>6} {batch / t:>10.0f} "
                   f"{1e3 * t / batch:>9.3f} {it.mean().item():>9.1f} {int(it.max()):>8}")
+    if args.skip_fem:
+        return
     n_fem = 4 if args.quick else 16
     x = smoothed_noise_media(n_fem, 36, seed=36)
     t, _ = timed(lambda: conductivity(x, phases=PHASES, method="fem"), torch.device("cpu"), 1)
@@ -142,7 +144,8 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     parser.add_argument("--batch", type=int, default=None, help="images per batch at 36²")
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats (best is shown)")
-    parser.add_argument("--skip-accuracy", action="store_true")
+    parser.add_argument("--skip-accuracy", action="store_true", help="no accuracy table")
+    parser.add_argument("--skip-fem", action="store_true", help="no scikit-fem timing row")
     args = parser.parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
