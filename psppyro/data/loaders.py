@@ -195,21 +195,21 @@ class TriadLoader(torch.utils.data.IterableDataset):
                 buffer.append(np.arange(a, b))
                 size += b - a
                 i += 1
-            positions = np.concatenate(buffer)
-            if self.shuffle:
-                positions = positions[rng.permutation(len(positions))]
-            n_full = len(positions) // self.batch_size * self.batch_size
+            # One sorted read per buffer; batches are then cut from memory.
+            positions = np.sort(np.concatenate(buffer))
+            data = _load(self.ds, self.fields, positions, self.mask, self.dtype, None)
+            order = rng.permutation(len(positions)) if self.shuffle else np.arange(len(positions))
             last = i >= len(blocks)
-            take = len(positions) if last else n_full
+            take = len(positions) if last else len(positions) // self.batch_size * self.batch_size
             for s in range(0, take, self.batch_size):
-                pos = positions[s : s + self.batch_size]
-                if len(pos) < self.batch_size and self.drop_last:
+                sel = torch.from_numpy(order[s : s + self.batch_size])
+                if len(sel) < self.batch_size and self.drop_last:
                     break
-                order = np.argsort(pos, kind="stable")
-                batch = _load(self.ds, self.fields, pos[order], self.mask, self.dtype, self.device)
-                inverse = torch.from_numpy(np.argsort(order, kind="stable"))
-                yield {k: v[inverse.to(v.device)] for k, v in batch.items()}
-            carry = positions[take:]
+                batch = {k: v[sel] for k, v in data.items()}
+                if self.device is not None:
+                    batch = {k: v.to(self.device) for k, v in batch.items()}
+                yield batch
+            carry = positions[order[take:]]
             if last:
                 break
 

@@ -22,8 +22,18 @@ from ._standins import FRACTIONS, NoiseThresholdProcess
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     path = tmp_path_factory.mktemp("usage") / "grid.zarr"
-    return generate(NoiseThresholdProcess(8), FRACTIONS, n_phi=9, per_phi=12, design="grid",
-                    seed=11, chunk_size=24, path=str(path), workers=1, progress=False)
+    return generate(
+        NoiseThresholdProcess(8),
+        FRACTIONS,
+        n_phi=9,
+        per_phi=12,
+        design="grid",
+        seed=11,
+        chunk_size=24,
+        path=str(path),
+        workers=1,
+        progress=False,
+    )
 
 
 def test_split_reproducible_and_disjoint_by_phi(dataset):
@@ -68,8 +78,7 @@ def test_to_torch_tensors_and_mask(dataset):
 
 def test_loader_epochs_cover_every_sample_once(dataset):
     train = split(dataset, (0.7, 0.3), seed=0)[0]
-    loader = to_torch(train, ("phi", "x", "m"), batch_size=10, shuffle=True, seed=3,
-                      buffer_size=30)
+    loader = to_torch(train, ("phi", "x", "m"), batch_size=10, shuffle=True, seed=3, buffer_size=30)
     n = train.sizes["sample"]
     assert len(loader) == math.ceil(n / 10)
     x_all = train["x"].values
