@@ -424,11 +424,10 @@ def generate(
     Example::
 
         >>> import tempfile, os
-        >>> ds = generate("pspgen36", "log_permeability", n_phi=2, per_phi=2, seed=0,
-        ...               path=os.path.join(tempfile.mkdtemp(), "t.zarr"), workers=1,
-        ...               progress=False)  # doctest: +SKIP
-        >>> ds["x"].shape  # doctest: +SKIP
-        (4, 36, 36)
+        >>> ds = generate("rixner64", "rixner_o2", n_phi=2, per_phi=2, seed=0, workers=1,
+        ...               path=os.path.join(tempfile.mkdtemp(), "t.zarr"), progress=False)
+        >>> ds["x"].shape, ds["m"].shape
+        ((4, 64, 64), (4, 2))
     """
     process = _resolve_process(process)
     pm = _resolve_properties(properties)

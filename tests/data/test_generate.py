@@ -289,3 +289,59 @@ def test_unbounded_process_generates(tmp_path):
         progress=False,
     )
     assert ds["x"].shape == (6, 8, 8) and np.isfinite(ds["phi"].values).all()
+
+
+_POOL_CHILD = """
+import sys
+sys.path.insert(0, {root!r})
+from tests.data._standins import FRACTIONS, NoiseThresholdProcess
+from psppyro.data import generate
+if __name__ == "__main__":
+    generate(NoiseThresholdProcess(12, delay=0.1), FRACTIONS, n_phi=40, per_phi=2, seed=8,
+             path={path!r}, chunk_size=2, workers=2, progress=False)
+"""
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_of_a_pool_run(tmp_path):
+    killed = tmp_path / "killed.zarr"
+    script = tmp_path / "child.py"
+    script.write_text(_POOL_CHILD.format(root=str(ROOT), path=str(killed)))
+    # Own session, so the child, its forkserver and its workers can be killed together by group id.
+    child = subprocess.Popen([sys.executable, str(script)], cwd=ROOT, start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        while _markers(killed) < 5 and child.poll() is None and time.time() < deadline:
+            time.sleep(0.01)
+        assert child.poll() is None, "generation finished before it could be killed"
+        os.killpg(child.pid, signal.SIGKILL)
+        child.wait(timeout=30)
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+    assert 5 <= _markers(killed) < 40
+    resumed = generate(
+        NoiseThresholdProcess(12, delay=0.1),
+        FRACTIONS,
+        n_phi=40,
+        per_phi=2,
+        seed=8,
+        path=str(killed),
+        chunk_size=2,
+        workers=2,
+        progress=False,
+    )
+    fresh = generate(
+        NoiseThresholdProcess(12),
+        FRACTIONS,
+        n_phi=40,
+        per_phi=2,
+        seed=8,
+        path=str(tmp_path / "fresh.zarr"),
+        chunk_size=16,
+        workers=1,
+        progress=False,
+    )
+    _assert_same(resumed, fresh)
+    assert verify_dataset(killed) == list(range(40))
