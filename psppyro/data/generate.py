@@ -234,9 +234,18 @@ def _git_revision():
 
 
 def default_chunk_size(n_phi, per_phi, shape):
-    """Samples per chunk: about 1 MiB of images and at least 16 chunks, in whole φ groups."""
+    """Samples per chunk: at most about 1 MiB of images and at least 64 chunks, in whole φ groups.
+
+    Many chunks keep the progress bar lively, balance the workers and bound the work a crash can
+    lose; the 1 MiB cap bounds the memory of a chunk in flight.
+
+    Example::
+
+        >>> default_chunk_size(2500, 4, (36, 36)), default_chunk_size(400, 500, (36, 36))
+        (160, 500)
+    """
     pixels = int(np.prod(shape))
-    phis = max(1, min(2**20 // (per_phi * pixels), math.ceil(n_phi / 16)))
+    phis = max(1, min(2**20 // (per_phi * pixels), math.ceil(n_phi / 64)))
     return phis * per_phi
 
 
@@ -543,6 +552,8 @@ def generate(
         smoothing=0.1,
     )
 
+    zarrays = {}
+
     def emit(task, out):
         k = task[0]
         start, stop = k * chunk_size, min((k + 1) * chunk_size, n)
@@ -556,7 +567,9 @@ def generate(
                 )
             arrays.update(out["flags"])
         for name, value in arrays.items():
-            group[name][start:stop] = value
+            if name not in zarrays:
+                zarrays[name] = group[name]
+            zarrays[name][start:stop] = value
         _store.write_marker(
             path, k, {"start": start, "stop": stop, "sha256": _store.chunk_hash(arrays)}
         )
