@@ -65,33 +65,47 @@ def _check_mask(ds, labelled):
     return mask
 
 
-def _convert(name, values, dtype, device):
-    if values.dtype == np.bool_:
-        t = torch.from_numpy(np.ascontiguousarray(values))
-    elif name in _INTEGER_FIELDS:
-        t = torch.from_numpy(np.ascontiguousarray(values, dtype=np.int64))
-    else:
-        t = torch.from_numpy(np.ascontiguousarray(values)).to(dtype)
-    return t if device is None else t.to(device)
+_NUMPY_DTYPES = {torch.float16: np.float16, torch.float32: np.float32, torch.float64: np.float64}
 
 
-def _load(ds, fields, positions, mask, dtype, device):
-    """Fields at ``positions`` (sorted ascending for efficient reads) as a batch dict."""
+def _read(ds, fields, positions, mask, dtype):
+    """Fields at ``positions`` (sorted ascending for efficient reads) as numpy arrays.
+
+    Floating fields are converted to ``dtype`` here, so that batches are later cut with numpy
+    (a gather in torch costs far more on a busy machine: it spins up its thread pool).
+    """
+    np_dtype = _NUMPY_DTYPES.get(dtype)
     out = {}
     for f in fields:
         values = np.asarray(ds[f].isel(sample=positions).values)
-        out[f] = _convert(f, values, dtype, device)
+        if values.dtype == np.bool_:
+            pass
+        elif f in _INTEGER_FIELDS:
+            values = values.astype(np.int64, copy=False)
+        elif np_dtype is not None:
+            values = values.astype(np_dtype, copy=False)
+        out[f] = values
     if mask is not None or "m" in fields:
-        lab = np.ones(len(positions), dtype=bool) if mask is None else mask[positions]
-        out["labelled"] = (
-            torch.from_numpy(lab) if device is None else torch.from_numpy(lab).to(device)
-        )
+        out["labelled"] = np.ones(len(positions), dtype=bool) if mask is None else mask[positions]
         if "m" in out and mask is not None:
-            out["m"] = out["m"].masked_fill(~out["labelled"].unsqueeze(-1), float("nan"))
-    out["index"] = torch.from_numpy(np.asarray(positions, dtype=np.int64))
-    if device is not None:
-        out["index"] = out["index"].to(device)
+            out["m"] = np.where(out["labelled"][:, None], out["m"], np.nan).astype(out["m"].dtype)
+    out["index"] = np.asarray(positions, dtype=np.int64)
     return out
+
+
+def _tensors(arrays, fields, dtype, device):
+    out = {}
+    for name, values in arrays.items():
+        t = torch.from_numpy(np.ascontiguousarray(values))
+        if name in fields and (t.is_floating_point() or t.dtype == torch.uint8):
+            t = t.to(dtype)
+        out[name] = t if device is None else t.to(device)
+    return out
+
+
+def _load(ds, fields, positions, mask, dtype, device):
+    """Fields at ``positions`` as a dict of tensors (see :func:`_read`)."""
+    return _tensors(_read(ds, fields, positions, mask, dtype), fields, dtype, device)
 
 
 def _blocks(ds, n):
@@ -197,18 +211,16 @@ class TriadLoader(torch.utils.data.IterableDataset):
                 i += 1
             # One sorted read per buffer; batches are then cut from memory.
             positions = np.sort(np.concatenate(buffer))
-            data = _load(self.ds, self.fields, positions, self.mask, self.dtype, None)
+            data = _read(self.ds, self.fields, positions, self.mask, self.dtype)
             order = rng.permutation(len(positions)) if self.shuffle else np.arange(len(positions))
             last = i >= len(blocks)
             take = len(positions) if last else len(positions) // self.batch_size * self.batch_size
             for s in range(0, take, self.batch_size):
-                sel = torch.from_numpy(order[s : s + self.batch_size])
+                sel = order[s : s + self.batch_size]
                 if len(sel) < self.batch_size and self.drop_last:
                     break
                 batch = {k: v[sel] for k, v in data.items()}
-                if self.device is not None:
-                    batch = {k: v.to(self.device) for k, v in batch.items()}
-                yield batch
+                yield _tensors(batch, self.fields, self.dtype, self.device)
             carry = positions[order[take:]]
             if last:
                 break
