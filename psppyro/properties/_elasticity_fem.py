@@ -108,7 +108,10 @@ def _solve_one(image, lams, mus, columns):
     P, pinned = _periodic_prolongation(basis, (n1, n2))
     free = np.setdiff1d(np.arange(P.shape[1]), pinned)
     Pf = P[:, free]
-    lu = spla.splu((Pf.T @ K @ Pf).tocsc())
+    # symmetric (minimum degree on A^T + A) ordering: ~5x faster than COLAMD on this SPD system
+    lu = spla.splu(
+        (Pf.T @ K @ Pf).tocsc(), permc_spec="MMD_AT_PLUS_A", options={"SymmetricMode": True}
+    )
     forms = _mean_stress_forms()
     out = np.zeros((3, len(columns)))
     for c, k in enumerate(columns):

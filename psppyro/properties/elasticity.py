@@ -301,8 +301,10 @@ class _FFTPreconditioner:
         axes = []
         for k in range(ndim):
             n = self.grid[-(k + 1)]
-            f = torch.fft.rfftfreq(n, dtype=dtype, device=device) if k == 0 else torch.fft.fftfreq(
-                n, dtype=dtype, device=device
+            f = (
+                torch.fft.rfftfreq(n, dtype=dtype, device=device)
+                if k == 0
+                else torch.fft.fftfreq(n, dtype=dtype, device=device)
             )
             axes.append(2.0 * math.pi * f)
         mesh = torch.meshgrid(*reversed(axes), indexing="ij")  # array order: axis -1 last
@@ -316,14 +318,19 @@ class _FFTPreconditioner:
         symbol[zero] = eye  # rigid translations: invert a placeholder, then zero the block
         inverse = torch.linalg.inv(symbol)
         inverse[zero] = 0.0
-        self.inverse = torch.movedim(inverse, (-2, -1), (0, 1))  # (d, d, *freq)
+        # The stencil is centro-symmetric, so the symbol is real symmetric (imaginary part is
+        # round-off): keep the real part, (d, d, *freq, 1), to multiply real/imaginary pairs.
+        self.inverse = torch.movedim(inverse.real, (-2, -1), (0, 1)).unsqueeze(-1).contiguous()
         self.fft_dims = tuple(range(-ndim, 0))
 
     def __call__(self, r):
         """r: (S, d, *grid) -> K0^+ r, same shape."""
-        rh = torch.fft.rfftn(r, dim=self.fft_dims)  # (S, d, *freq)
-        zh = (self.inverse * rh.unsqueeze(1)).sum(dim=2)  # z_i = sum_j inv_ij r_j
-        return torch.fft.irfftn(zh, s=self.grid, dim=self.fft_dims)
+        rh = torch.view_as_real(torch.fft.rfftn(r, dim=self.fft_dims))  # (S, d, *freq, 2)
+        zh = torch.stack(
+            [sum(self.inverse[i, j] * rh[:, j] for j in range(self.ndim)) for i in range(self.ndim)],
+            dim=1,
+        )
+        return torch.fft.irfftn(torch.view_as_complex(zh), s=self.grid, dim=self.fft_dims)
 
 
 def _complex(dtype):
@@ -353,11 +360,15 @@ def _check_inputs(x, youngs, poisson, plane, method, refine, ndim, columns):
             f"got shape {tuple(x.shape)}"
         )
     if any(n < 2 for n in x.shape[-ndim:]):
-        raise ValueError(f"x must have at least 2 pixels per spatial axis, got shape {tuple(x.shape)}")
+        raise ValueError(
+            f"x must have at least 2 pixels per spatial axis, got shape {tuple(x.shape)}"
+        )
     check_binary("x", x)
     check_choice("plane", plane, ("strain", "stress"))
     if ndim == 3 and plane != "strain":
-        raise ValueError(f"plane must be 'strain' (the default, unused) for 3-D volumes, got {plane!r}")
+        raise ValueError(
+            f"plane must be 'strain' (the default, unused) for 3-D volumes, got {plane!r}"
+        )
     check_choice("method", method, ("fft", "fem"))
     if method == "fem" and ndim != 2:
         raise ValueError(f"method='fem' is available in 2-D only, got ndim={ndim}")
@@ -370,8 +381,10 @@ def _check_inputs(x, youngs, poisson, plane, method, refine, ndim, columns):
         columns = tuple(range(nv))
     else:
         columns = tuple(columns)
-        if not columns or any(isinstance(c, bool) or not isinstance(c, int) for c in columns) or any(
-            not 0 <= c < nv for c in columns
+        if (
+            not columns
+            or any(isinstance(c, bool) or not isinstance(c, int) for c in columns)
+            or any(not 0 <= c < nv for c in columns)
         ):
             raise ValueError(
                 f"columns must be a non-empty sequence of Voigt indices in [0, {nv - 1}], "
@@ -394,9 +407,10 @@ def elasticity(
     refine=1,
     ndim=2,
     dtype=torch.float64,
-    rtol=1e-8,
+    rtol=None,
     maxiter=2000,
     columns=None,
+    return_info=False,
 ):
     r"""Effective (homogenized) stiffness of periodic two-phase images, Voigt notation.
 
@@ -413,19 +427,23 @@ def elasticity(
         ndim: spatial dimension, 2 (default) or 3: the last ``ndim`` dims of ``x`` are spatial, so
             a tensor of shape (B, N, N, N) is a batch of 2-D images unless ``ndim=3`` is given (the
             same rule as :func:`~psppyro.properties.conductivity`).
-        dtype: floating dtype of the solve (float64 default; float32 is faster, about 1e-5 relative
-            accuracy, use a larger ``rtol`` with it).
-        rtol: relative residual tolerance of conjugate gradients per sample and load case.
+        dtype: floating dtype of the solve: float64 (default) or float32 (faster; about 1e-5
+            relative accuracy).
+        rtol: relative residual tolerance of conjugate gradients per sample and load case; ``None``
+            means 1e-8 in float64 and 1e-5 in float32. Ignored by ``"fem"`` (direct solve).
         maxiter: iteration limit of conjugate gradients.
         columns: optional sequence of Voigt indices of the macroscopic strain load cases to solve
             (default: all). The result then has shape (..., n_voigt, len(columns)) and column ``k``
             equals ``C[..., :, columns[k]]`` — e.g. ``columns=(0,)`` gives the first column, which
             holds ``C_11``, at 1/6 of the 3-D cost.
+        return_info: also return a dict with ``iterations``, ``converged`` and ``residual`` of
+            shape (..., n_load_cases) (``"fft"`` only; ``None`` for ``"fem"``).
 
     Returns:
         Tensor of shape (..., 3, 3) (2-D, order (11, 22, 12)) or (..., 6, 6) (3-D, order 11, 22, 33,
         23, 13, 12), engineering shear strains (:math:`\gamma_{12} = 2\varepsilon_{12}`), in the
-        units of ``youngs``; dtype ``dtype``, on the device of ``x``.
+        units of ``youngs``; dtype ``dtype``, on the device of ``x``; ``(C, info)`` with
+        ``return_info=True``. ``C`` is symmetric to the solver tolerance (not symmetrized).
 
     Raises:
         TypeError: if ``x`` is not a tensor.
@@ -455,10 +473,12 @@ def elasticity(
         True
     """
     ndim, E, nu, columns = _check_inputs(x, youngs, poisson, plane, method, refine, ndim, columns)
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
-    if not (isinstance(rtol, (int, float)) and not isinstance(rtol, bool) and rtol > 0):
-        raise ValueError(f"rtol must be a number > 0, got {rtol!r}")
+    if dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
+    if rtol is not None and not (
+        isinstance(rtol, (int, float)) and not isinstance(rtol, bool) and rtol > 0
+    ):
+        raise ValueError(f"rtol must be a number > 0 or None, got {rtol!r}")
     if isinstance(maxiter, bool) or not isinstance(maxiter, int) or maxiter < 1:
         raise ValueError(f"maxiter must be an integer >= 1, got {maxiter!r}")
 
@@ -473,12 +493,22 @@ def elasticity(
     if method == "fem":
         from ._elasticity_fem import elasticity_fem
 
-        C = elasticity_fem(xs, (lam0, lam1), (mu0, mu1), columns)
-        C = C.to(dtype=dtype, device=x.device)
-    else:
-        C = _elasticity_fft(xs.to(dtype), (lam0, lam1), (mu0, mu1), ndim, columns, rtol, maxiter,
-                            batch_shape)
-    return C.reshape(*batch_shape, *C.shape[1:])
+        C = elasticity_fem(xs, (lam0, lam1), (mu0, mu1), columns).to(dtype=dtype, device=x.device)
+        C = C.reshape(*batch_shape, *C.shape[1:])
+        return (C, None) if return_info else C
+    if rtol is None:
+        rtol = 1e-8 if dtype == torch.float64 else 1e-5
+    C, info = _elasticity_fft(xs.to(dtype), (lam0, lam1), (mu0, mu1), ndim, columns, rtol, maxiter)
+    if not bool(info["converged"].all()):
+        flat_info = {key: value.reshape(-1) for key, value in info.items()}
+        raise_if_not_converged(
+            flat_info, rtol, maxiter, what="elasticity (samples indexed as (*batch, load case))",
+            sample_shape=tuple(batch_shape) + (len(columns),),
+        )
+    C = C.reshape(*batch_shape, *C.shape[1:])
+    if return_info:
+        return C, {key: value.reshape(*batch_shape, len(columns)) for key, value in info.items()}
+    return C
 
 
 def _reference(lams, mus, ndim):
@@ -489,8 +519,11 @@ def _reference(lams, mus, ndim):
     return bulk_ref - 2.0 * mu_ref / ndim, mu_ref
 
 
-def _elasticity_fft(xs, lams, mus, ndim, columns, rtol, maxiter, batch_shape):
-    """Q1 solve on a flat batch ``xs`` (B, *grid) of float images; returns (B, nv, len(columns))."""
+def _elasticity_fft(xs, lams, mus, ndim, columns, rtol, maxiter):
+    """Q1 solve on a flat batch ``xs`` (B, *grid) of float images.
+
+    Returns ``(C, info)``: C of shape (B, nv, len(columns)); info tensors of shape (B, len(columns)).
+    """
     grid = tuple(xs.shape[1:])
     nv = 3 if ndim == 2 else 6
     opts = {"dtype": xs.dtype, "device": xs.device}
@@ -503,7 +536,7 @@ def _elasticity_fft(xs, lams, mus, ndim, columns, rtol, maxiter, batch_shape):
     cells = math.prod(grid)
     per_image = L * 2 * ndim * 2**ndim * cells
     chunk = max(1, _CHUNK_ENTRIES // per_image)
-    out = []
+    out, infos = [], []
     for start in range(0, xs.shape[0], chunk):
         xc = xs[start : start + chunk]
         lam = lams[0] + (lams[1] - lams[0]) * xc
@@ -516,19 +549,8 @@ def _elasticity_fft(xs, lams, mus, ndim, columns, rtol, maxiter, batch_shape):
             return op.apply(v.reshape(B, L, ndim, *grid)).reshape(B * L, ndim, *grid)
 
         u, info = batched_pcg(apply_A, b, apply_M=precond, rtol=rtol, maxiter=maxiter)
-        if not bool(info["converged"].all()):
-            sample_shape = (xs.shape[0], L)
-            info = {k: v for k, v in info.items()}
-            offset = start * L
-            info["converged"] = torch.cat(
-                [torch.ones(offset, dtype=torch.bool, device=xs.device), info["converged"]]
-            )
-            info["residual"] = torch.cat([torch.zeros(offset, **opts), info["residual"]])
-            raise_if_not_converged(
-                info, rtol, maxiter, what="elasticity (sample index, load case)",
-                sample_shape=sample_shape,
-            )
+        infos.append({key: value.reshape(B, L) for key, value in info.items()})
         sigma = op.mean_stress(u.reshape(B, L, ndim, *grid), macro)  # (B, L, nv)
         out.append(sigma.transpose(1, 2))
-    del batch_shape
-    return torch.cat(out, dim=0)
+    info = {key: torch.cat([i[key] for i in infos]) for key in infos[0]}
+    return torch.cat(out, dim=0), info
