@@ -188,6 +188,35 @@ class _TermsTraceELBO(Trace_ELBO):
         return loss, surrogate
 
 
+# --------------------------------------------------------------------------- optimizer
+class _ModuleAdam(pyro.optim.PyroOptim):
+    """Adam over all parameters of one module as a single multi-tensor ``torch.optim.Adam``.
+
+    ``pyro.optim.Adam`` builds one torch optimizer per parameter tensor, ~100 of them here, and on
+    a GPU that per-tensor bookkeeping costs more than the arithmetic. Same algorithm and defaults,
+    one optimizer: SVI calls it with the parameters it captured (those of ``pyro.module``), and it
+    steps all of the module's parameters.
+    """
+
+    def __init__(self, module, lr):
+        super().__init__(torch.optim.Adam, {"lr": lr})
+        self.optimizer = torch.optim.Adam(module.parameters(), lr=lr)
+
+    def __call__(self, params, *args, **kwargs):
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def set_lr(self, lr):
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    def get_state(self):
+        return self.optimizer.state_dict()
+
+    def set_state(self, state_dict):
+        self.optimizer.load_state_dict(state_dict)
+
+
 # --------------------------------------------------------------------------- the model
 class PSPGen(nn.Module):
     r"""PSP-GEN generative model p(x, m | φ) with amortized guides, as a Pyro model/guide pair.
@@ -308,6 +337,8 @@ class PSPGen(nn.Module):
         self.enc_u_x = self._x_branch(d_z0)
         self.enc_u_phi = ResidualMLP(d_phi, d_z0, small_width, 1)
         self.enc_u_head = ResidualMLP(2 * d_z0, 2 * d_z0, width, 1)
+        # fit() validates each batch once, so inside it model/guide skip their own checks.
+        self._inside_fit = False
 
     def _x_branch(self, d_out):
         if self.architecture == "mlp":
@@ -469,6 +500,10 @@ class PSPGen(nn.Module):
         return x
 
     def _check_batch(self, phi, x, m, m_mask, weight):
+        if self._inside_fit:
+            if m is not None and m_mask is not None:
+                m = torch.where(m_mask[:, None], m, torch.zeros_like(m))
+            return phi, x, m, m_mask, weight, phi.shape[0]
         phi = self._check_phi(phi)
         if phi.dim() != 2:
             raise ValueError(f"phi must have shape (batch, {self.d_phi}), got {tuple(phi.shape)}")
@@ -917,7 +952,7 @@ class PSPGen(nn.Module):
                                    "seconds")}
         state = {"epoch": 0, "lr": float(lr), "best": math.inf, "best_epoch": -1,
                  "since_best": 0, "since_drop": 0, "best_state": None}
-        optim = pyro.optim.Adam({"lr": float(lr)})
+        optim = _ModuleAdam(self, float(lr))
         ckpt_path = _resolve_resume(resume, checkpoint_dir)
         if ckpt_path is not None:
             ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
@@ -942,14 +977,14 @@ class PSPGen(nn.Module):
         if ckpt_dir is not None:
             ckpt_dir.mkdir(parents=True, exist_ok=True)
 
-        with pyro.get_param_store().scope():
+        with pyro.get_param_store().scope(), _inside_fit(self):
             svi = SVI(self.model, self.guide, optim, loss=elbo)
             bar = tqdm(range(state["epoch"], epochs), disable=not progress, desc="PSP-GEN",
                        initial=state["epoch"], total=epochs)
             stopped = False
             for epoch in bar:
                 t0 = time.perf_counter()
-                _set_lr(optim, state["lr"])
+                optim.set_lr(state["lr"])
                 stream_l = labelled.batches(batch_size, derive_seed(seed, 2), epoch, True, device,
                                             dtype)
                 stream_u = (extra.batches(batch_u, derive_seed(seed, 3), epoch, True, device, dtype)
@@ -1004,7 +1039,7 @@ class PSPGen(nn.Module):
 
     def _training_batch(self, batch_l, batch_u, n_l, n_u, n_total, guide_x_weight):
         # One SVI batch: labelled rows, their m-hidden copies (x-only guide), unlabelled rows.
-        phi, x, m = batch_l
+        phi, x, m = self._validated(*batch_l)
         b = phi.shape[0]
         w_l = phi.new_full((b,), n_l / (b * n_total))
         parts = [(phi, x, m, torch.ones(b, dtype=torch.bool, device=phi.device), w_l)]
@@ -1012,12 +1047,20 @@ class PSPGen(nn.Module):
             parts.append((phi, x, torch.zeros_like(m), torch.zeros_like(parts[0][3]),
                           w_l * guide_x_weight))
         if batch_u is not None:
-            phi_u, x_u = batch_u
+            phi_u, x_u, _ = self._validated(*batch_u, None)
             bu = phi_u.shape[0]
             parts.append((phi_u, x_u, phi_u.new_zeros(bu, self.d_m),
                           torch.zeros(bu, dtype=torch.bool, device=phi.device),
                           phi_u.new_full((bu,), n_u / (bu * n_total))))
         return tuple(torch.cat(column) for column in zip(*parts))
+
+    def _validated(self, phi, x, m):
+        inside, self._inside_fit = self._inside_fit, False
+        try:
+            phi, x, m, _, _, _ = self._check_batch(phi, x, m, None, None)
+        finally:
+            self._inside_fit = inside
+        return phi, x, m
 
     def _evaluate(self, pairs, batch_size, seed, device, dtype):
         # Mean negative β-ELBO per labelled pair, with its own fixed random stream.
@@ -1026,7 +1069,8 @@ class PSPGen(nn.Module):
         with torch.random.fork_rng(devices=devices), torch.no_grad():
             torch.manual_seed(seed)
             elbo = Trace_ELBO()
-            for phi, x, m in pairs.batches(batch_size, 0, 0, False, device, dtype):
+            for batch in pairs.batches(batch_size, 0, 0, False, device, dtype):
+                phi, x, m = self._validated(*batch)
                 w = torch.full((phi.shape[0],), 1.0 / pairs.n, device=device, dtype=dtype)
                 total += elbo.loss(self.model, self.guide, phi, x, m, None, w)
         return total
@@ -1056,11 +1100,16 @@ def _check_count(name, value):
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
-def _set_lr(optim, lr):
-    optim.pt_optim_args["lr"] = lr
-    for opt in optim.optim_objs.values():
-        for group in opt.param_groups:
-            group["lr"] = lr
+class _inside_fit:
+    # Context manager: model/guide trust fit's validated batches (see PSPGen.__init__).
+    def __init__(self, gen):
+        self.gen = gen
+
+    def __enter__(self):
+        self.gen._inside_fit = True
+
+    def __exit__(self, *exc):
+        self.gen._inside_fit = False
 
 
 def _resolve_resume(resume, checkpoint_dir):
