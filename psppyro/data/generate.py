@@ -335,7 +335,10 @@ def _run_pool(tasks, process, pm, workers, emit):
     method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
     ctx = mp.get_context(method)
     if method == "forkserver":
-        ctx.set_forkserver_preload(["torch", "psppyro.data._worker"])
+        # Imported once in the fork server, so every worker starts warm.
+        ctx.set_forkserver_preload(
+            ["torch", "psppyro.data._worker", "psppyro.process", "psppyro.properties"]
+        )
     window = 2 * workers
     queue = list(tasks)[::-1]
     with ProcessPoolExecutor(
