@@ -345,13 +345,18 @@ def _run_pool(tasks, process, pm, workers, emit):
         workers, mp_context=ctx, initializer=init_worker, initargs=(process, pm)
     ) as pool:
         running = {}
-        while queue or running:
-            while queue and len(running) < window:
-                task = queue.pop()
-                running[pool.submit(compute_chunk, *task[1:])] = task
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
-            for fut in done:
-                emit(running.pop(fut), fut.result())
+        try:
+            while queue or running:
+                while queue and len(running) < window:
+                    task = queue.pop()
+                    running[pool.submit(compute_chunk, *task[1:])] = task
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    emit(running.pop(fut), fut.result())
+        except BaseException:
+            # An error or Ctrl-C: drop queued chunks instead of computing them before exiting.
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
 
 
 def _run_dask(tasks, process, pm, client, emit):

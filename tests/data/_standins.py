@@ -92,3 +92,35 @@ FRACTIONS = PropertyMap(
     _fractions,
     "void fraction and void fraction of the first row (test stand-in)",
 )
+
+
+class CubeProcess:
+    """3-D: white noise thresholded at level phi[0] (void where noise > phi[0])."""
+
+    phi_names = ("level",)
+    d_phi = 1
+
+    def __init__(self, size=6):
+        self.size = size
+        self.shape = (size, size, size)
+        self.phi_bounds = torch.tensor([[-1.0, 1.0]])
+        self.phi_prior = torch.distributions.Independent(
+            torch.distributions.Uniform(self.phi_bounds[:, 0], self.phi_bounds[:, 1]), 1
+        )
+
+    def config(self):
+        return {"kind": "cube", "size": self.size}
+
+    def sample(self, phi, num_samples, seed):
+        phi = as_tensor("phi", phi)
+        g = make_generator(seed)
+        noise = torch.randn(*phi.shape[:-1], num_samples, *self.shape, generator=g)
+        return (noise > phi[..., :1, None, None, None]).float()
+
+
+def _void_fraction_3d(x):
+    m = x.mean((-1, -2, -3)).unsqueeze(-1).double()
+    return m, {}
+
+
+VOID_3D = PropertyMap("standin_void_3d", ("void_fraction",), 3, _void_fraction_3d, "3-D stand-in")

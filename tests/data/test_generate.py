@@ -245,6 +245,11 @@ def test_explicit_phi_and_bad_arguments(tmp_path):
         _gen(tmp_path / "d.zarr", design="lhs")
     with pytest.raises(ValueError, match="seed"):
         _gen(tmp_path / "d.zarr", seed=-1)
+    from psppyro.properties import PropertyMap
+
+    bad = PropertyMap("bad", ("a",), 2, lambda x: (x.mean(-1).double(), {}))  # (..., 12), not 1
+    with pytest.raises(ValueError, match=r"returned m of shape \(1, 12\) .* expected \(1, 1\)"):
+        generate(proc, bad, n_phi=2, seed=0, path=str(tmp_path / "d.zarr"))
     with pytest.raises(TypeError, match="lacks"):
         generate(object(), FRACTIONS, n_phi=2, seed=0, path=str(tmp_path / "d.zarr"))
     assert not (tmp_path / "d.zarr").exists()
@@ -345,3 +350,25 @@ def test_resume_after_sigkill_of_a_pool_run(tmp_path):
     )
     _assert_same(resumed, fresh)
     assert verify_dataset(killed) == list(range(40))
+
+
+def test_three_dimensional_and_flagless(tmp_path):
+    from ._standins import VOID_3D, CubeProcess
+
+    ds = generate(
+        CubeProcess(6),
+        VOID_3D,
+        n_phi=3,
+        per_phi=2,
+        design="grid",
+        seed=2,
+        path=str(tmp_path / "c.zarr"),
+        workers=1,
+        progress=False,
+    )
+    assert ds["x"].dims == ("sample", "z", "y", "x") and ds["x"].shape == (6, 6, 6, 6)
+    np.testing.assert_array_equal(ds["phi"].values[::2, 0], [-1.0, 0.0, 1.0])
+    np.testing.assert_allclose(ds["m"].values[:, 0], ds["x"].values.mean((1, 2, 3)))
+    assert [v for v in ds.data_vars if ds[v].dtype == bool] == []
+    with pytest.raises(ValueError, match="takes 3-D images"):
+        generate(NoiseThresholdProcess(12), VOID_3D, n_phi=2, seed=0, path=str(tmp_path / "d"))

@@ -13,8 +13,16 @@ from psppyro.data import dataset_preset, generate, open_dataset
 
 
 def test_pspgen36_provenance_round_trip(tmp_path):
-    ds = generate("pspgen36", "log_permeability", n_phi=2, per_phi=2, seed=7,
-                  path=str(tmp_path / "p.zarr"), workers=1, progress=False)
+    ds = generate(
+        "pspgen36",
+        "log_permeability",
+        n_phi=2,
+        per_phi=2,
+        seed=7,
+        path=str(tmp_path / "p.zarr"),
+        workers=1,
+        progress=False,
+    )
     cfg = json.loads(ds.attrs["process"])
     proc = pp.process.from_config(cfg)
     assert proc.config() == cfg
@@ -27,8 +35,17 @@ def test_pspgen36_provenance_round_trip(tmp_path):
     np.testing.assert_array_equal(flags["percolates"].numpy(), ds["percolates"].values[2:4])
     assert list(ds["phi_dim"].values) == list(proc.phi_names)
     assert list(ds["m_dim"].values) == ["ln_k_xx", "ln_k_yy"]
-    unlabelled = generate("pspgen36", None, labelled=False, n_phi=2, per_phi=2, seed=7,
-                          path=str(tmp_path / "u.zarr"), workers=1, progress=False)
+    unlabelled = generate(
+        "pspgen36",
+        None,
+        labelled=False,
+        n_phi=2,
+        per_phi=2,
+        seed=7,
+        path=str(tmp_path / "u.zarr"),
+        workers=1,
+        progress=False,
+    )
     np.testing.assert_array_equal(unlabelled["x"].values, ds["x"].values)
     assert "m" not in unlabelled and "percolates" not in unlabelled
 
