@@ -342,6 +342,9 @@ class CahnHilliard:
     def evolve(self, c0, return_energy=False):
         """Evolve concentration fields ``c0`` from t = 0 to ``T``.
 
+        The input is detached: Cahn–Hilliard is a post-processing step of binary images here and
+        carries no gradient (Pyro models use the relaxed GRF without it).
+
         Args:
             c0 (torch.Tensor): initial concentration(s), shape ``(..., *spatial)``, real, finite.
             return_energy (bool): also return the free-energy history.
