@@ -372,3 +372,29 @@ def test_three_dimensional_and_flagless(tmp_path):
     assert [v for v in ds.data_vars if ds[v].dtype == bool] == []
     with pytest.raises(ValueError, match="takes 3-D images"):
         generate(NoiseThresholdProcess(12), VOID_3D, n_phi=2, seed=0, path=str(tmp_path / "d"))
+
+
+class _FailsAbove(NoiseThresholdProcess):
+    def sample(self, phi, num_samples, seed):
+        if float(phi[0]) > 0.6:
+            raise RuntimeError("solver failed")
+        return super().sample(phi, num_samples, seed)
+
+
+def test_worker_error_propagates_and_leaves_a_resumable_store(tmp_path):
+    path = tmp_path / "f.zarr"
+    explicit = [[0.4, 1.0], [0.5, 1.0], [0.65, 1.0], [0.45, 1.0]]
+    with pytest.raises(RuntimeError, match="solver failed"):
+        generate(
+            _FailsAbove(12),
+            FRACTIONS,
+            phi=explicit,
+            seed=0,
+            chunk_size=1,
+            path=str(path),
+            workers=1,
+            progress=False,
+        )
+    assert verify_dataset(path) == [0, 1]
+    with pytest.raises(ValueError, match="2 of 4 chunks"):
+        open_dataset(path)
