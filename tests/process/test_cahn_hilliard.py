@@ -126,10 +126,11 @@ def test_free_energy_non_increasing_at_default_dt():
     assert (energy[:, -1] < 0.5 * energy[:, 0]).all()  # and it really decreased
 
 
-def test_free_energy_of_a_cosine_matches_closed_form():
+@pytest.mark.parametrize("n", [16, 15])  # even and odd: the half-spectrum weights differ
+def test_free_energy_of_a_cosine_matches_closed_form(n):
     # c = A cos(2π m j / N) along axis -1 on an N×N grid with spacing dx:
     # Σ f(c) dx² is summed directly; Σ |∇c|² dx² = A² k² N² dx² / 2 with k = 2π m / (N dx).
-    n, m, amp, dx, gamma = 16, 3, 0.7, 0.5, 1.5
+    m, amp, dx, gamma = 3, 0.7, 0.5, 1.5
     j = torch.arange(n, dtype=torch.float64)
     c = (amp * torch.cos(2 * math.pi * m * j / n)).expand(n, n)
     k = 2 * math.pi * m / (n * dx)
@@ -138,6 +139,16 @@ def test_free_energy_of_a_cosine_matches_closed_form():
     expected = bulk + gamma / 2 * grad
     got = CahnHilliard(gamma=gamma, dx=dx).free_energy(c)
     assert torch.allclose(got, expected, rtol=1e-13, atol=0)
+
+
+def test_free_energy_of_the_nyquist_mode():
+    # c = A (-1)^j along axis -1 (N even) is an eigenvector of the spectral Laplacian with
+    # eigenvalue -(π/dx)², so Σ c(-∇²c) dx² = A² (π/dx)² N² dx² and f(c) = (A² - 1)²/4 everywhere.
+    n, amp, dx, gamma = 8, 0.4, 2.0, 3.0
+    c = (amp * (-1.0) ** torch.arange(n, dtype=torch.float64)).expand(n, n)
+    expected = n * n * dx**2 * ((amp**2 - 1) ** 2 / 4 + gamma / 2 * amp**2 * (math.pi / dx) ** 2)
+    got = CahnHilliard(gamma=gamma, dx=dx).free_energy(c)
+    assert math.isclose(float(got), expected, rel_tol=1e-13)
 
 
 def test_uniform_phases_are_steady():
