@@ -135,9 +135,10 @@ def solve_saddle(matrix, rhs, n_velocity, epsilon, max_iter=30):
     SuperLU with a symmetric fill-reducing ordering needs nonzero pivots on the diagonal; the zero
     pressure block is therefore shifted to −ε I (ε ≈ 1e-8 of the Schur complement's scale: a
     symmetric quasi-definite matrix whose LDLᵀ-type factorization is stable without pivoting and
-    has about half the fill of a pivoted COLAMD factorization).  Iterative refinement with the *exact* matrix then removes the O(ε)
-    perturbation (each sweep gains about 5-8 digits), so the returned solution satisfies the
-    unperturbed equations — in particular Gᵀ u = 0 — to round-off.
+    has about half the fill of a pivoted COLAMD factorization).  Iterative refinement with the
+    *exact* matrix then removes the O(ε) perturbation (each sweep gains about 5–8 digits; it stops
+    when the residual reaches round-off), so the returned solution satisfies the unperturbed
+    equations — in particular Gᵀ u = 0 — to round-off.
     """
     size = matrix.shape[0]
     shift = np.zeros(size)
@@ -149,17 +150,17 @@ def solve_saddle(matrix, rhs, n_velocity, epsilon, max_iter=30):
         options={"SymmetricMode": True},
     )
     sol = lu.solve(rhs)
-    scale = np.abs(sol[:n_velocity]).max() or 1.0
+    scale = np.abs(rhs).max()
     previous = np.inf
     for _ in range(max_iter):
-        step = lu.solve(rhs - matrix @ sol)
-        sol += step
-        change = np.abs(step[:n_velocity]).max() / scale
-        # converged, or stagnating at the round-off floor of the factorization
-        if change <= 1e-13 or (change <= 1e-10 and change > 0.5 * previous):
+        residual = rhs - matrix @ sol
+        size = np.abs(residual).max() / scale
+        # stop at the round-off level of the residual, or when stagnating close to it
+        if size <= 1e-13 or (size <= 1e-10 and size > 0.5 * previous):
             return sol
-        previous = change
+        sol += lu.solve(residual)
+        previous = size
     raise RuntimeError(
         f"Stokes saddle-point solve did not converge: iterative refinement stalled after "
-        f"{max_iter} sweeps (last relative velocity correction {change:.3g})"
+        f"{max_iter} sweeps (relative residual {size:.3g})"
     )
