@@ -36,6 +36,7 @@ Example::
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 __all__ = ["batched_pcg", "raise_if_not_converged"]
@@ -73,7 +74,7 @@ def raise_if_not_converged(info, rtol, maxiter, what="batched_pcg", sample_shape
     res = info["residual"]
     shown = failed[:8]
     if sample_shape is not None and len(sample_shape) > 0:
-        idx = torch.unravel_index(torch.tensor(shown), tuple(sample_shape))
+        idx = np.unravel_index(shown, tuple(sample_shape))
         names = [tuple(int(i[k]) for i in idx) for k in range(len(shown))]
     else:
         names = shown

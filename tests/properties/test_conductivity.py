@@ -61,6 +61,28 @@ def test_laminate_arithmetic_along_harmonic_across(method):
     assert Kt[1, 1].item() == pytest.approx(hi, rel=1e-7)
 
 
+@pytest.mark.parametrize("width", [2, 3])
+def test_diagonal_laminate_off_diagonal_sign_and_exact_cross_value(width):
+    # Stripes of constant (row + column) // width: layers normal to (1, 1) in (x, y) = (col, row).
+    # The FV solution depends on n = row + column only, and both face families see the same face
+    # conductivities as functions of n, so for E = (1, 1) the problem is a 1-D series connection:
+    # K_00 + K_01 equals the harmonic mean exactly. Along the stripes the staircase conducts less
+    # than the arithmetic mean, so K_01 < 0; both discretizations must agree on that sign, and the
+    # mirrored stripes (row - column) flip it.
+    i = torch.arange(6 * width)
+    x = (((i[:, None] + i[None, :]) // width) % 2).float()
+    lo, hi = wiener_bounds(0.5, CONTRAST)
+    K = conductivity(x, phases=CONTRAST)
+    assert (K[0, 0] + K[0, 1]).item() == pytest.approx(lo, rel=1e-7)
+    assert K[0, 0].item() == pytest.approx(K[1, 1].item(), rel=1e-9)
+    assert (K[0, 0] - K[0, 1]).item() < hi
+    K_fem = conductivity(x, phases=CONTRAST, method="fem")
+    assert K[0, 1] < 0 and K_fem[0, 1] < 0
+    mirrored = x.flip(-2)
+    assert conductivity(mirrored, phases=CONTRAST)[0, 1] > 0
+    assert conductivity(mirrored, phases=CONTRAST, method="fem")[0, 1] > 0
+
+
 def test_laminate_3d():
     # Layers normal to z (axis -3): arithmetic mean in x and y, harmonic in z.
     x = torch.zeros(8, 5, 6)
