@@ -75,7 +75,7 @@ def throughput_2d(args, device):
     print("\n== 2-D throughput: plane strain, E = (1, 50), nu = 0.3, full 3x3 tensor ==")
     print(f"{'size':>6} {'dtype':>8} {'batch':>6} {'images/s':>10} {'ms/image':>9} "
           f"{'CG it mean':>10} {'CG it max':>9}")
-    batch = 8 if args.quick else 64
+    batch = 8 if args.quick else args.batch
     for size in (36, 64):
         x = smoothed_noise_media(batch, size, seed=size).to(device)
         for dtype in (torch.float64, torch.float32):
@@ -166,6 +166,7 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--skip-fem", action="store_true", help="skip the scikit-fem rows")
     parser.add_argument("--skip-accuracy", action="store_true", help="skip the accuracy table")
+    parser.add_argument("--batch", type=int, default=64, help="2-D batch size (default 64)")
     parser.add_argument("--skip-3d", action="store_true", help="skip the 3-D timings")
     args = parser.parse_args(argv)
     if args.threads:

@@ -93,6 +93,8 @@ __all__ = ["elasticity", "isotropic_stiffness", "lame"]
 # Max number of float64 entries of the largest work tensor (batch * 2 * dofs-per-element * cells)
 # per solver chunk: 2**25 entries = 256 MiB.
 _CHUNK_ENTRIES = 2**25
+# Entries of the element-vector block processed at once by the CPU operator (fits in L2/L3 cache).
+_APPLY_BLOCK_ENTRIES = 2**17
 
 
 def lame(youngs, poisson, plane="strain"):
@@ -262,12 +264,56 @@ class _Q1Operator:
         return parts[0]
 
     def apply(self, u):
-        ue = self.gather(u)
-        out = None
-        for K, coef in self.terms:
-            fe = coef * torch.matmul(K, ue)
-            out = fe if out is None else out + fe
-        return self.scatter(out)
+        """K u for u of shape (B, L, d, *grid).
+
+        Gather, element products and scatter run block by block: blocks of images and, within an
+        image, slabs of the first spatial axis, sized so that the element vectors of a block stay in
+        the CPU cache (on CUDA the whole batch is one block). The scatter adds each corner's forces
+        into a buffer one node larger per axis; the overhanging faces are then folded back
+        (periodicity).
+        """
+        nd, N = self.ndim, self.grid
+        B, L = u.shape[:2]
+        padded = torch.nn.functional.pad(
+            u.reshape(-1, 1, *N), (0, 1) * nd, mode="circular"
+        ).reshape(B, L, nd, *(n + 1 for n in N))
+        out = torch.zeros_like(padded)
+        nc = len(self.corners)
+        plane = math.prod(N[1:])
+        per_image = L * nd * nc * math.prod(N)
+        if u.device.type == "cuda":
+            images, slab = B, N[0]
+        elif per_image <= _APPLY_BLOCK_ENTRIES:
+            images, slab = max(1, _APPLY_BLOCK_ENTRIES // per_image), N[0]
+        else:
+            images, slab = 1, max(1, _APPLY_BLOCK_ENTRIES // (L * nd * nc * plane))
+        offsets = [tuple(reversed(off)) for off in self.corners]  # array-axis order
+        coefs = [(K, c.reshape(c.shape[0], 1, 1, N[0], plane)) for K, c in self.terms]
+        for b0 in range(0, B, images):
+            bs = slice(b0, b0 + images)
+            for z0 in range(0, N[0], slab):
+                nz = min(slab, N[0] - z0)
+                views = [
+                    padded[(bs, slice(None), slice(None), slice(z0 + o[0], z0 + o[0] + nz))
+                           + tuple(slice(oa, oa + n) for oa, n in zip(o[1:], N[1:]))]
+                    for o in offsets
+                ]
+                ue = torch.stack(views, dim=3).reshape(*views[0].shape[:2], nd * nc, nz * plane)
+                fe = None
+                for K, c in coefs:
+                    term = c[bs, ..., z0 : z0 + nz, :].reshape(-1, 1, 1, nz * plane) * (K @ ue)
+                    fe = term if fe is None else fe + term
+                fe = fe.reshape(*fe.shape[:2], nd, nc, nz, *N[1:])
+                for a, o in enumerate(offsets):
+                    target = out[(bs, slice(None), slice(None), slice(z0 + o[0], z0 + o[0] + nz))
+                                 + tuple(slice(oa, oa + n) for oa, n in zip(o[1:], N[1:]))]
+                    target += fe[:, :, :, a]
+        # fold the overhang (node index N along an axis is node 0)
+        for axis in range(3, 3 + nd):
+            n = out.shape[axis]
+            out.narrow(axis, 0, 1).add_(out.narrow(axis, n - 1, 1))
+            out = out.narrow(axis, 0, n - 1)
+        return out.contiguous()
 
     def stress(self, strain):
         """Element stresses from element strains, both (B, L, n_voigt, M)."""
