@@ -119,3 +119,18 @@ def test_pspgen_case1_preset_workers_identical(tmp_path, capsys):
         np.testing.assert_array_equal(a[v].values, b[v].values, err_msg=v)
     assert a.sizes["sample"] == 20 and list(a["m_dim"].values) == ["ln_k_xx", "ln_k_yy"]
     assert np.isfinite(a["m"].values).all()
+
+
+@pytest.mark.slow
+def test_cli_generate_on_a_dask_scheduler(tmp_path, capsys):
+    distributed = pytest.importorskip("distributed")
+    local, remote = tmp_path / "local.zarr", tmp_path / "remote.zarr"
+    args = ["generate", "pspgen-case1-train", "--scale", "0.001"]  # 2 phi x 4
+    assert main([*args, "--out", str(local), "--workers", "1"]) == 0
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
+        assert main([*args, "--out", str(remote), "--scheduler", cluster.scheduler_address]) == 0
+    a, b = open_dataset(local), open_dataset(remote)
+    for v in ("phi", "x", "m", "percolates"):
+        np.testing.assert_array_equal(a[v].values, b[v].values, err_msg=v)
