@@ -11,7 +11,8 @@ Rows:
   relaxed (``threshold="relaxed"``), and seconds per 51³ "filtered3d" sample.
 
 Timings are the best of ``--repeats`` runs (the minimum is the least disturbed by other processes on
-a shared machine). Usage::
+a shared machine; on a busy machine also try ``--threads 1``: oversubscribed OpenMP threads can
+make every row 10-100x slower). Usage::
 
     .venv/bin/python benchmarks/bench_process.py              # full (a few minutes on 2 cores)
     .venv/bin/python benchmarks/bench_process.py --quick      # smoke run, seconds
@@ -21,6 +22,7 @@ a shared machine). Usage::
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import time
 
@@ -28,6 +30,17 @@ import numpy as np
 import torch
 
 from psppyro.process import CahnHilliard, preset
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def best_time(fn, repeats, sync):
@@ -79,8 +92,9 @@ def main(argv=None):
     numpy_images = 2 if args.quick else 8
     rows = []
 
-    print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, device {device}")
+    print(f"machine: {cpu_model()}, {os.cpu_count()} logical CPUs; torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads, device {device}"
+          + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
 
     # ---------------------------------------------------------------- CH kernel vs FFT limit
     grf = preset("pspgen36", phase_field=None)
