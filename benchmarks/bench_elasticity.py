@@ -59,7 +59,7 @@ def _sync(device):
 
 
 def timed(fn, device, repeats):
-    """Best wall time of ``repeats`` calls after one warm-up call; returns (seconds, last output)."""
+    """Best wall time of ``repeats`` calls after a warm-up call; returns (seconds, last output)."""
     out = fn()
     _sync(device)
     best = math.inf

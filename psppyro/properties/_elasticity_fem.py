@@ -95,7 +95,7 @@ def _solve_one(image, lams, mus, columns):
     n2, n1 = image.shape
     mesh = MeshTri.init_tensor(np.linspace(0.0, 1.0, n1 + 1), np.linspace(0.0, 1.0, n2 + 1))
     basis = Basis(mesh, ElementVector(ElementTriP2()), intorder=4)
-    # pixel of each triangle from its centroid: direction 1 = axis -1 (column j), 2 = axis -2 (row i)
+    # pixel of each triangle from its centroid: direction 1 = axis -1 (column j), 2 = axis -2 (row)
     centroid = mesh.p[:, mesh.t].mean(axis=1)
     col = np.minimum((centroid[0] * n1).astype(np.int64), n1 - 1)
     row = np.minimum((centroid[1] * n2).astype(np.int64), n2 - 1)

@@ -1,4 +1,4 @@
-"""Tests of psppyro.properties.elasticity: exact solutions, symmetries, bounds, a second discretization.
+"""Tests of psppyro.properties.elasticity: exact solutions, symmetries, bounds, a second method.
 
 Voigt order (11, 22, 12) in 2-D and (11, 22, 33, 23, 13, 12) in 3-D, engineering shear; direction 1
 is array axis -1.
@@ -73,8 +73,9 @@ def hashin_shtrikman(bulk, shear, fractions, d):
     K_HS(r) = K_r + f_o / (1/(K_o - K_r) + f_r / (K_r + 2 (d-1) G_r / d)),
     G_HS(r) = G_r + f_o / (1/(G_o - G_r) + f_r / (G_r + H_r)),
     H_r = G_r (d K_r / 2 + (d+1)(d-2) G_r / d) / (K_r + 2 G_r),
-    with r the stiffer phase for the upper, the softer for the lower bound (Hashin & Shtrikman 1963 in
-    3-D; Hashin 1965 / Torquato 2002 §21 for d = 2, where K is the planar bulk modulus lam + mu).
+    with r the stiffer phase for the upper, the softer for the lower bound (Hashin & Shtrikman
+    1963 in 3-D; Hashin 1965 / Torquato 2002 for d = 2, where K is the planar bulk modulus
+    lam + mu).
     """
     out = []
     for upper in (False, True):
