@@ -269,6 +269,19 @@ def test_batch_shape_columns_and_float32():
     torch.testing.assert_close(C32.double(), C, rtol=1e-4, atol=1e-4 * float(C.abs().max()))
 
 
+def test_converges_at_high_contrast_and_accepts_bool_images():
+    # contrast 1000 (beyond the paper's 50): CG still converges (iterations grow like sqrt(contrast))
+    # and the result respects the rigorous Voigt/Reuss bounds on the diagonal.
+    x = gaussian_field_images(2, (12, 12), 1.0, seed=11)
+    C, info = elasticity(x.bool(), youngs=(1.0, 1000.0), return_info=True)
+    assert bool(info["converged"].all()) and int(info["iterations"].max()) < 2000
+    f1 = x.reshape(2, -1).mean(dim=1)
+    C0, C1 = isotropic_stiffness(1.0, 0.3), isotropic_stiffness(1000.0, 0.3)
+    voigt = (1 - f1) * C0[0, 0] + f1 * C1[0, 0]
+    assert bool((C[:, 0, 0] < voigt).all()) and bool((C[:, 0, 0] > C0[0, 0]).all())
+    torch.testing.assert_close(C, elasticity(x, youngs=(1.0, 1000.0)))
+
+
 def test_refine_converges_from_above():
     # Q1 is a conforming displacement method: refining a pixel image (same geometry) lowers the
     # stiffness monotonically in the Loewner order towards the exact value of the pixelated medium.
