@@ -270,7 +270,7 @@ def test_batch_shape_columns_and_float32():
 
 
 def test_converges_at_high_contrast_and_accepts_bool_images():
-    # contrast 1000 (beyond the paper's 50): CG still converges (iterations grow like sqrt(contrast))
+    # contrast 1000 (beyond the papers' 50): CG still converges (iterations ~ sqrt(contrast))
     # and the result respects the rigorous Voigt/Reuss bounds on the diagonal.
     x = gaussian_field_images(2, (12, 12), 1.0, seed=11)
     C, info = elasticity(x.bool(), youngs=(1.0, 1000.0), return_info=True)
