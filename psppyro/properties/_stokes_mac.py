@@ -19,33 +19,52 @@ factorized once (SuperLU) and solved for the two body forces.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import splu
 
 __all__ = ["solve_mac", "solve_saddle"]
 
+_EPSILON = 1e-8  # shift of the pressure block (relative to the O(1) momentum stencil)
 
-def _face_momentum(uid, both_solid, axis_along, rows, cols, vals, diag):
+
+@lru_cache(maxsize=16)
+def _neighbours(n):
+    """Flat indices of the periodic neighbours of every cell of an n × n grid.
+
+    Returns a dict ``{(axis, shift): index}`` such that ``a.ravel()[index]`` equals
+    ``np.roll(a, shift, axis).ravel()`` (the value ``shift`` cells back along ``axis``).
+    """
+    i, j = np.divmod(np.arange(n * n), n)
+    return {
+        (0, 1): ((i - 1) % n) * n + j,
+        (0, -1): ((i + 1) % n) * n + j,
+        (1, 1): i * n + (j - 1) % n,
+        (1, -1): i * n + (j + 1) % n,
+    }
+
+
+def _face_momentum(fid, both_solid, axis_along, nbr, rows, cols, vals, diag):
     """Append the five-point stencil of one velocity component to the COO lists.
 
-    ``uid`` holds the unknown index of each face (−1 if inactive); ``both_solid`` marks face
-    positions whose two adjacent cells are solid (a wall half a cell away from a tangential
-    neighbour).  ``axis_along`` is the axis the component points along (neighbours along it are
-    never ghosts: an inactive neighbour there is a wall face with value 0).
+    ``fid`` (flat) holds the unknown index of each face (−1 if inactive); ``both_solid`` (flat)
+    marks face positions whose two adjacent cells are solid (a wall half a cell away from a
+    tangential neighbour).  ``axis_along`` is the axis the component points along (neighbours along
+    it are never ghosts: an inactive neighbour there is a wall face with value 0).
     """
-    active = uid >= 0
-    me = uid[active]
+    active = np.flatnonzero(fid >= 0)
+    me = fid[active]
     axis_across = 1 - axis_along
-    for axis in (0, 1):
-        for shift in (1, -1):
-            nb = np.roll(uid, shift, axis=axis)[active]
-            has = nb >= 0
-            rows.append(me[has])
-            cols.append(nb[has])
-            vals.append(np.full(int(has.sum()), -1.0))
-            if axis == axis_across:
-                diag[me] += np.roll(both_solid, shift, axis=axis)[active]
+    for (axis, _), index in nbr.items():
+        nb = fid[index[active]]
+        has = nb >= 0
+        rows.append(me[has])
+        cols.append(nb[has])
+        vals.append(np.full(int(has.sum()), -1.0))
+        if axis == axis_across:
+            diag[me] += both_solid[index[active]]
 
 
 def solve_mac(fluid, components, return_velocity=False):
@@ -56,7 +75,6 @@ def solve_mac(fluid, components, return_velocity=False):
             no direction (every remaining component must percolate in at least one).
         components: int array (n, n), periodic face-connected component label (> 0) of each fluid
             cell, 0 on solid.
-
         return_velocity: also return the face velocities (for tests and plots).
 
     Returns:
@@ -67,69 +85,70 @@ def solve_mac(fluid, components, return_velocity=False):
     """
     n = fluid.shape[0]
     h = 1.0 / n
-    left = np.roll(fluid, 1, axis=1)
-    down = np.roll(fluid, 1, axis=0)
-    u_act = fluid & left
-    v_act = fluid & down
+    nbr = _neighbours(n)
+    cell = fluid.ravel()
+    left = cell[nbr[(1, 1)]]  # cell (i, j-1)
+    down = cell[nbr[(0, 1)]]  # cell (i-1, j)
+    u_act = cell & left
+    v_act = cell & down
     nu = int(u_act.sum())
     nv = int(v_act.sum())
+    nvel = nu + nv
 
-    uid = np.full((n, n), -1, dtype=np.int64)
+    uid = np.full(n * n, -1, dtype=np.int64)
     uid[u_act] = np.arange(nu)
-    vid = np.full((n, n), -1, dtype=np.int64)
+    vid = np.full(n * n, -1, dtype=np.int64)
     vid[v_act] = nu + np.arange(nv)
 
     # one pinned pressure per component: its first cell in C order
-    labels = components[fluid]
-    flat_cells = np.flatnonzero(fluid)
-    _, first = np.unique(labels, return_index=True)
-    pinned = np.zeros(n * n, dtype=bool)
-    pinned[flat_cells[first]] = True
-    p_act = fluid & ~pinned.reshape(n, n)
+    flat_cells = np.flatnonzero(cell)
+    _, first = np.unique(components.ravel()[flat_cells], return_index=True)
+    p_act = cell.copy()
+    p_act[flat_cells[first]] = False
     npres = int(p_act.sum())
-    pid = np.full((n, n), -1, dtype=np.int64)
-    pid[p_act] = nu + nv + np.arange(npres)
+    pid = np.full(n * n, -1, dtype=np.int64)
+    pid[p_act] = nvel + np.arange(npres)
 
+    size = nvel + npres
     rows, cols, vals = [], [], []
-    diag = np.full(nu + nv, 4.0)
-    _face_momentum(uid, ~fluid & ~left, 1, rows, cols, vals, diag)
-    _face_momentum(vid, ~fluid & ~down, 0, rows, cols, vals, diag)
-    rows.append(np.arange(nu + nv))
-    cols.append(np.arange(nu + nv))
-    vals.append(diag)
+    diag = np.full(nvel, 4.0)
+    _face_momentum(uid, ~cell & ~left, 1, nbr, rows, cols, vals, diag)
+    _face_momentum(vid, ~cell & ~down, 0, nbr, rows, cols, vals, diag)
+    rows.append(np.arange(size))
+    cols.append(np.arange(size))
+    vals.append(np.concatenate([diag, np.full(npres, -_EPSILON)]))  # shifted: see solve_saddle
 
     # pressure gradient G (face rows, cell columns) and its transpose (continuity rows)
     for fid, axis in ((uid, 1), (vid, 0)):
-        active = fid >= 0
+        active = np.flatnonzero(fid >= 0)
         face = fid[active]
-        for shift, sign in ((0, 1.0), (1, -1.0)):
-            cell = np.roll(pid, shift, axis=axis)[active]
-            has = cell >= 0
-            rows += [face[has], cell[has]]
-            cols += [cell[has], face[has]]
+        for index, sign in ((active, 1.0), (nbr[(axis, 1)][active], -1.0)):
+            pc = pid[index]
+            has = pc >= 0
+            rows += [face[has], pc[has]]
+            cols += [pc[has], face[has]]
             vals += [np.full(int(has.sum()), sign)] * 2
 
-    size = nu + nv + npres
     matrix = sp.csc_matrix(
         (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(size, size)
     )
     rhs = np.zeros((size, 2))
     rhs[:nu, 0] = h * h
-    rhs[nu : nu + nv, 1] = h * h
-    sol = solve_saddle(matrix, rhs, nu + nv, epsilon=1e-8)
+    rhs[nu:nvel, 1] = h * h
+    sol = solve_saddle(matrix, rhs, nvel, epsilon=_EPSILON, shifted=True)
     k = np.empty((2, 2))
     k[0] = sol[:nu].sum(axis=0) / (n * n)
-    k[1] = sol[nu : nu + nv].sum(axis=0) / (n * n)
+    k[1] = sol[nu:nvel].sum(axis=0) / (n * n)
     if not return_velocity:
         return k
-    u = np.zeros((2, n, n))
-    v = np.zeros((2, n, n))
+    u = np.zeros((2, n * n))
+    v = np.zeros((2, n * n))
     u[:, u_act] = sol[:nu].T
-    v[:, v_act] = sol[nu : nu + nv].T
-    return k, u, v
+    v[:, v_act] = sol[nu:nvel].T
+    return k, u.reshape(2, n, n), v.reshape(2, n, n)
 
 
-def solve_saddle(matrix, rhs, n_velocity, epsilon, max_iter=30):
+def solve_saddle(matrix, rhs, n_velocity, epsilon, shifted=False, max_iter=30):
     """Solve the symmetric saddle-point system exactly, factorizing a quasi-definite neighbour.
 
     SuperLU with a symmetric fill-reducing ordering needs nonzero pivots on the diagonal; the zero
@@ -139,12 +158,15 @@ def solve_saddle(matrix, rhs, n_velocity, epsilon, max_iter=30):
     *exact* matrix then removes the O(ε) perturbation (each sweep gains about 5–8 digits; it stops
     when the residual reaches round-off), so the returned solution satisfies the unperturbed
     equations — in particular Gᵀ u = 0 — to round-off.
+
+    ``matrix`` is the exact CSC matrix, or (``shifted=True``) the already shifted one.
     """
-    size = matrix.shape[0]
-    shift = np.zeros(size)
-    shift[n_velocity:] = -epsilon
+    if not shifted:
+        shift = np.zeros(matrix.shape[0])
+        shift[n_velocity:] = -epsilon
+        matrix = (matrix + sp.diags(shift)).tocsc()
     lu = splu(
-        (matrix + sp.diags(shift)).tocsc(),
+        matrix,
         permc_spec="MMD_AT_PLUS_A",
         diag_pivot_thresh=0.0,
         options={"SymmetricMode": True},
@@ -153,7 +175,8 @@ def solve_saddle(matrix, rhs, n_velocity, epsilon, max_iter=30):
     scale = np.abs(rhs).max()
     previous = np.inf
     for _ in range(max_iter):
-        residual = rhs - matrix @ sol
+        residual = rhs - matrix @ sol  # the exact matrix is the shifted one + ε on pressures
+        residual[n_velocity:] -= epsilon * sol[n_velocity:]
         size = np.abs(residual).max() / scale
         # stop at the round-off level of the residual, or when stagnating close to it
         if size <= 1e-13 or (size <= 1e-10 and size > 0.5 * previous):

@@ -100,6 +100,14 @@ def test_extrapolation_is_exact_for_a_quadratic_error():
     assert err[0, 0].item() == pytest.approx(k[0, 0].item() * 2 / (2 * m) ** 2, rel=1e-9)
 
 
+def test_three_level_extrapolation_removes_the_wall_term_exactly():
+    # the default three-level model has terms h^1.09 and h²; a channel has only the h² term
+    n, m = 12, 3
+    k = extrapolate_permeability(channel(n, m), refines=(1, 2, 3))
+    assert k[0, 0].item() == pytest.approx((m / n) ** 3 / 12, rel=1e-10)
+    assert k[1, 1].item() == 0.0
+
+
 def test_diagonal_staircase_gives_rank_one_tensor():
     # fluid at (i, i) and (i, i+1): one face-connected channel winding once along x and once along
     # y.  Every vertical and every horizontal cut line is crossed once by the same discrete-exactly
@@ -347,5 +355,9 @@ def test_bad_arguments_raise():
         extrapolate_permeability(x, refines=(2, 1))
     with pytest.raises(ValueError, match="order"):
         extrapolate_permeability(x, order=-1.0)
+    with pytest.raises(ValueError, match="order"):
+        extrapolate_permeability(x, refines=(1, 2, 3), order=1.0)
+    with pytest.raises(ValueError, match="order"):
+        extrapolate_permeability(x, refines=(1, 2, 3), order=(2.0, 2.0))
     with pytest.raises(TypeError, match="x"):
         permeability("image")
