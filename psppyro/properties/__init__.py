@@ -12,7 +12,7 @@ Example::
     torch.Size([2, 2])
 """
 
-from .conductivity import conductivity
+from .conductivity import conductivity, hashin_shtrikman_bounds, wiener_bounds
 from .elasticity import elasticity
 from .maps import PROPERTY_MAPS, PropertyMap, property_map
 from .permeability import (
@@ -30,8 +30,10 @@ __all__ = [
     "conductivity",
     "elasticity",
     "extrapolate_permeability",
+    "hashin_shtrikman_bounds",
     "log_permeability",
     "percolates",
     "permeability",
     "property_map",
+    "wiener_bounds",
 ]
