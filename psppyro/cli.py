@@ -174,8 +174,132 @@ def _run_train(args):
     )
 
 
+# --------------------------------------------------------------------------- design
+def _parse_options(items):
+    """``key=value`` strings → dict; values parsed as Python literals when possible."""
+    import ast
+
+    out = {}
+    for item in items or ():
+        if "=" not in item:
+            raise SystemExit(f"psppyro: --option must look like key=value, got {item!r}")
+        key, value = item.split("=", 1)
+        try:
+            out[key.strip()] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            out[key.strip()] = value
+    return out
+
+
+def _add_target_args(p):
+    p.add_argument("--low", type=float, nargs="+", help="lower corner of the target box M_d")
+    p.add_argument("--high", type=float, nargs="+", help="upper corner of the target box M_d")
+    p.add_argument("--target-value", type=float, nargs="+", default=None,
+                   help="target value m_t (utility exp(-tau |m - m_t|^2)) instead of a box")
+    p.add_argument("--tau", type=float, default=1.0, help="sharpness of --target-value")
+
+
+def _target_from_args(args):
+    from psppyro.design import Box, TargetValue
+
+    if args.target_value is not None:
+        return TargetValue(args.target_value, tau=args.tau)
+    if args.low is None or args.high is None:
+        raise SystemExit("psppyro: give --low and --high (a box) or --target-value")
+    return Box(args.low, args.high)
+
+
+def _add_design(sub):
+    p = sub.add_parser(
+        "design",
+        help="design processing parameters phi for a target with a trained model",
+        description="Run psppyro.infer_design on a trained PSP-GEN model (saved by `psppyro "
+        "train`) and print the result; optionally check phi* by true simulation.",
+    )
+    p.add_argument("--model", required=True, help="trained model file (PSPGen.save)")
+    _add_target_args(p)
+    p.add_argument("--method", choices=("sga", "svi", "nuts", "flow"), default="sga")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="method option, e.g. --option epochs=5 (repeatable)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--process", default=None,
+                   help="process preset for a simulation check of phi* (e.g. pspgen36)")
+    p.add_argument("--properties", default="log_permeability", help="property map of the check")
+    p.add_argument("--num-samples", type=int, default=200, help="simulations for the check")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--out", default=None, help="write the result as JSON to this file")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_run_design)
+
+
+def _run_design(args):
+    import json
+
+    import psppyro as pp
+    from psppyro.models import PSPGen
+
+    model = PSPGen.load(args.model)
+    target = _target_from_args(args)
+    options = _parse_options(args.option)
+    options.setdefault("progress", not args.no_progress)
+    res = pp.infer_design(model, target, method=args.method, seed=args.seed, **options)
+    print(res.summary())
+    out = {
+        "method": res.method,
+        "target": target.config(),
+        "phi_star": res.phi_star.tolist(),
+        res.objective: res.probability,
+        f"{res.objective}_se": res.probability_se,
+        "diagnostics": res.diagnostics,
+        "wall_time": res.wall_time,
+    }
+    if args.process:
+        value, se = pp.design.evaluate(
+            res.phi_star, pp.process.preset(args.process), args.properties, target,
+            num_samples=args.num_samples, seed=args.seed + 1, workers=args.workers,
+        )
+        out["simulated"] = float(value)
+        out["simulated_se"] = float(se)
+        print(f"  simulated {res.objective} at phi_star: {float(value):.4g} ± {float(se):.2g}")
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(out, f, indent=2, default=float)
+
+
+# --------------------------------------------------------------------------- evaluate
+def _add_evaluate(sub):
+    p = sub.add_parser(
+        "evaluate",
+        help="true-simulator objective at given phi (P(m in M_d | phi) with its s.e.)",
+        description="Simulate the process and property solver at phi and report the target "
+        "probability (binomial s.e.) or expected utility.",
+    )
+    p.add_argument("--process", required=True, help="process preset, e.g. pspgen36")
+    p.add_argument("--properties", default="log_permeability", help="property map name")
+    p.add_argument("--phi", type=float, nargs="+", required=True, help="processing parameters")
+    _add_target_args(p)
+    p.add_argument("--num-samples", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=1)
+    p.set_defaults(func=_run_evaluate)
+
+
+def _run_evaluate(args):
+    import torch
+
+    import psppyro as pp
+
+    target = _target_from_args(args)
+    value, se = pp.design.evaluate(
+        torch.tensor(args.phi), pp.process.preset(args.process), args.properties, target,
+        num_samples=args.num_samples, seed=args.seed, workers=args.workers,
+    )
+    kind = "P(m in M_d | phi)" if isinstance(target, pp.design.Box) else "E[u(m) | phi]"
+    print(f"{kind} = {float(value):.4f} ± {float(se):.4f} ({args.num_samples} simulations)")
+
+
 # --------------------------------------------------------------------------- main
-_COMMANDS = (_add_demo, _add_generate, _add_train)
+_COMMANDS = (_add_demo, _add_generate, _add_train, _add_design, _add_evaluate)
 
 
 def build_parser():
