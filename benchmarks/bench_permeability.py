@@ -133,6 +133,10 @@ def accuracy_table(quick):
         err = ((torch.diagonal(k, dim1=-2, dim2=-1) - d_ref).abs() / d_ref)[ok]
         print(f"{name:<38}{err.median().item():>16.4f}{err.quantile(0.9).item():>14.4f}"
               f"{err.max().item():>10.4f}")
+    d1 = torch.diagonal(ks[1], dim1=-2, dim2=-1)
+    print(f"ln k at refine 1 over percolating entries: min {d1[d1 > 0].log().min().item():.2f}, "
+          f"max {d1[d1 > 0].log().max().item():.2f}; "
+          f"{int((d1 == 0).sum())} of {d1.numel()} entries blocked")
     print()
 
 
