@@ -103,8 +103,9 @@ __all__ = [
 #: the paper resolutions is a one-pixel channel at 128²: w = 1/128 gives k = w³/12 ≈ 4.0e-8,
 #: ln k ≈ −17.0 (MAC at refine 1: ×(1 + 2/m²) = ×3, ln k ≈ −15.9).  A floor of −20 (k ≈ 2e-9) lies
 #: three units below it and far below the data (200 pspgen36 samples at refine 1: percolating
-#: ln k in [−8.7, −3.7], 13 of 400 directions blocked; the benchmark prints the range).  A tortuous one-pixel path of tortuosity τ has k ≈ w³/(12 τ²), so at 128² only
-#: paths with τ ≳ 4.5 could reach the floor; such values are floored like blocked directions (the
+#: ln k in [−8.7, −3.7], 13 of 400 directions blocked; the benchmark prints the range).  A
+#: tortuous one-pixel path of tortuosity τ has k ≈ w³/(12 τ²), so at 128² only paths with
+#: τ ≳ 4.5 could reach the floor; such values are floored like blocked directions (the
 #: ``percolates`` flags still tell them apart).
 LOG_PERMEABILITY_FLOOR = -20.0
 
