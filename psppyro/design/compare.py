@@ -8,7 +8,8 @@ Posterior design has no observed data, so LOO / ``az.compare`` do not apply. Ins
   .. math:: D^2 = 2E\|X - Y\| - E\|X - X'\| - E\|Y - Y'\|,
 
   estimated with the unbiased U-statistics (so it may be slightly negative when a = b);
-- the Wasserstein-1 distance of every φ-marginal, :math:`W_1 = \int |F_a(t) - F_b(t)|\,dt` (exact for
+- the Wasserstein-1 distance of every φ-marginal, :math:`W_1 = \int |F_a(t) - F_b(t)|\,dt`
+(exact for
   empirical distributions, via ``scipy.stats.wasserstein_distance``);
 - when a model and a target are given, the in-target fraction of *predicted* properties under each
   posterior: φ ~ posterior, z ~ N(0, I), m ~ p(m | φ, z); the fraction with m ∈ M_d (Box), the mean
@@ -154,7 +155,8 @@ def compare_posteriors(a, b, model=None, target=None, labels=None, num_samples=2
     Example::
 
         >>> g = torch.Generator().manual_seed(0)
-        >>> c = compare_posteriors(torch.randn(300, 2, generator=g), torch.randn(300, 2, generator=g))
+        >>> x, y = torch.randn(300, 2, generator=g), torch.randn(300, 2, generator=g)
+        >>> c = compare_posteriors(x, y)
         >>> abs(c.energy_distance) < 0.05
         True
     """

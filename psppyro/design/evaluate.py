@@ -1,16 +1,19 @@
 r"""The true answer by simulation: evaluate designs with the real process and property solver.
 
-A model's predicted P(m ∈ M_d | φ*) is only as good as the model. :func:`evaluate` runs the true chain
+A model's predicted P(m ∈ M_d | φ*) is only as good as the model. :func:`evaluate` runs the
+true chain
 φ → x ~ p(x | φ) (``process.sample``) → m = f(x) (a property map) ``num_samples`` times and reports
 
 - Box: :math:`\hat p = \frac1n\sum_i 1[m_i ∈ M_d]` with the binomial standard error
   :math:`\sqrt{\hat p(1-\hat p)/n}`;
 - TargetValue: the mean utility :math:`\frac1n\sum_i e^{-τ\|m_i - m_t\|^2}` with s.e. sd/√n;
 - TargetDensity (O2): KL(p_target ‖ N(m̄, Σ̂)), a *Gaussian approximation* of p(m | φ) fitted to the
-  simulated m (closed form when the target is (multivariate) Normal, Monte Carlo over 4096 target draws
+  simulated m (closed form when the target is (multivariate) Normal, Monte Carlo over 4096
+  target draws
   otherwise), with a bootstrap standard error (200 resamples of the simulated m).
 
-Reproducibility and parallelism follow data generation (DESIGN §3): the simulations at φ_i are cut into
+Reproducibility and parallelism follow data generation (DESIGN §3): the simulations at φ_i are
+cut into
 chunks of ``chunk_size`` and chunk c draws with ``derive_seed(seed, i, c)``, so the answer does not
 depend on ``workers`` (a ``spawn`` process pool; each worker uses one torch thread).
 
@@ -87,7 +90,8 @@ def simulate_properties(phi, process, properties, num_samples, seed=0, workers=1
         ...     def sample(self, phi, num_samples, seed):
         ...         g = torch.Generator().manual_seed(seed)
         ...         return (torch.rand(num_samples, 1, 1, generator=g) < phi).double()
-        >>> m = simulate_properties(torch.tensor([0.5]), Coin(), lambda x: x.mean((-1, -2))[..., None], 8)
+        >>> frac = lambda x: x.mean((-1, -2))[..., None]
+        >>> m = simulate_properties(torch.tensor([0.5]), Coin(), frac, 8)
         >>> m.shape
         torch.Size([8, 1])
     """
@@ -186,7 +190,8 @@ def evaluate(
         return_samples: also return the simulated m.
 
     Returns:
-        ``(value, se)`` tensors of shape ``phi.shape[:-1]`` (0-d for one φ); with ``return_samples``,
+        ``(value, se)`` tensors of shape ``phi.shape[:-1]`` (0-d for one φ); with
+        ``return_samples``,
         ``(value, se, m)``.
 
     Raises:
@@ -340,7 +345,8 @@ def design_table(results, evaluations=None, reference=None):
     Args:
         results: dict label → :class:`~psppyro.design.DesignResult`.
         evaluations: optional dict label → ``(value, se)`` from :func:`evaluate`.
-        reference: optional dict label → :class:`ReferenceMap` (its best grid point and value are shown).
+        reference: optional dict label → :class:`ReferenceMap` (its best grid point and value
+        are shown).
 
     Returns:
         str.

@@ -2,35 +2,36 @@ r"""``infer_design``: one entry point for every design method, one result type.
 
 .. code-block:: python
 
-    res = pp.infer_design(model, pp.design.Box(low, high), method="sga")  # | "svi" | "nuts" | "flow"
+    res = pp.infer_design(model, pp.design.Box(low, high), method="sga")  # svi | nuts | flow
     res.phi_star, res.probability, res.probability_se
     res.idata            # arviz.InferenceData: posterior "phi" with dims (chain, draw, phi_dim)
     print(res.summary())
 
-=========  ==========================================================  ===========================
-method     what it computes                                            ``phi_star``
-=========  ==========================================================  ===========================
-``sga``    PSP-GEN's stochastic gradient ascent (:mod:`.sga`)           best restart's optimum
-``svi``    low-rank Gaussian guide on p(φ, z | target) (:mod:`.posterior`)  ``point`` of the samples
-``nuts``   NUTS on the same posterior                                   ``point`` of the samples
-``flow``   zuko flow guide on the same posterior                         ``point`` of the samples
-=========  ==========================================================  ===========================
+=========  ===================================================  ==========================
+method     what it computes                                     ``phi_star``
+=========  ===================================================  ==========================
+``sga``    PSP-GEN's stochastic gradient ascent (``sga``)       best restart's optimum
+``svi``    low-rank Gaussian guide on p(φ, z | target)          ``point`` of the samples
+``nuts``   NUTS on the same posterior (``posterior``)           ``point`` of the samples
+``flow``   zuko flow guide on the same posterior                ``point`` of the samples
+=========  ===================================================  ==========================
 
 For the posterior methods ``point`` chooses φ*: ``"mean"`` (default; the posterior mean — a robust
 design when the posterior is unimodal), ``"median"`` (componentwise) or ``"best"`` (of
-``num_candidates`` posterior draws, the one with the highest model-predicted objective estimated with
-``num_eval_samples`` z draws — closest to the O1 optimum). For SGA ``samples`` holds the end point of
-each restart (not a posterior) and ``idata`` stores them as draws of a single chain with their
-objectives in ``sample_stats``.
+``num_candidates`` posterior draws, the one with the highest model-predicted objective estimated
+with ``num_eval_samples`` z draws — closest to the O1 optimum). For SGA ``samples`` holds the end
+point of each restart (not a posterior) and ``idata`` stores them as draws of a single chain with
+their objectives in ``sample_stats``.
 
-``probability``/``probability_se`` is the model-predicted objective at φ* with its Monte Carlo standard
-error (:func:`~psppyro.design.objectives.estimate_objective`, fresh z draws independent of the fit):
-P(m ∈ M_d | φ*) for a Box, E[u] for a TargetValue, the KL for a TargetDensity.
+``probability``/``probability_se`` is the model-predicted objective at φ* with its Monte Carlo
+standard error (:func:`~psppyro.design.objectives.estimate_objective`, fresh z draws independent of
+the fit): P(m ∈ M_d | φ*) for a Box, E[u] for a TargetValue, the KL for a TargetDensity.
 """
 
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -93,12 +94,16 @@ class DesignResult:
         method: ``"sga" | "svi" | "nuts" | "flow"``.
         target: the target it designed for.
         phi_star: Tensor (d_φ,), the design (see module docstring for each method's choice).
-        samples: Tensor (S, d_φ): posterior draws (all chains concatenated) or SGA restart end points.
-        idata: ``arviz.InferenceData`` (posterior ``phi`` with dim ``phi_dim``; ``sample_stats`` where
+        samples: Tensor (S, d_φ): posterior draws (all chains concatenated) or SGA restart end
+        points.
+        idata: ``arviz.InferenceData`` (posterior ``phi`` with dim ``phi_dim``;
+        ``sample_stats`` where
             they exist: ``diverging`` for NUTS, ``log_weight`` for SVI/flow, ``objective`` for SGA).
-        probability, probability_se: model-predicted objective at φ* and its Monte Carlo standard error.
+        probability, probability_se: model-predicted objective at φ* and its Monte Carlo
+        standard error.
         objective: ``"probability" | "expected_utility" | "kl"``.
-        diagnostics: dict (NUTS: ``r_hat``, ``ess_bulk``, ``ess_tail``, ``divergences``, ``ess_per_s``;
+        diagnostics: dict (NUTS: ``r_hat``, ``ess_bulk``, ``ess_tail``, ``divergences``,
+        ``ess_per_s``;
             SVI/flow: ``khat``, ``final_elbo``; SGA: ``restart_objectives``).
         history: dict (SGA: per-epoch objectives and learning rates; SVI/flow: ``elbo`` trace).
         wall_time: seconds for the whole call (fit, sampling and φ* evaluation).
@@ -160,7 +165,8 @@ class DesignResult:
 
     def __repr__(self):
         return (
-            f"DesignResult(method={self.method!r}, phi_star={[round(float(v), 4) for v in self.phi_star]}, "
+            f"DesignResult(method={self.method!r}, "
+            f"phi_star={[round(float(v), 4) for v in self.phi_star]}, "
             f"{self.objective}={self.probability:.4g}±{self.probability_se:.2g})"
         )
 
@@ -217,6 +223,27 @@ def _choose_point(model, target, samples, point, num_candidates, num_eval_sample
     return cand[best]
 
 
+@contextmanager
+def _frozen(model):
+    """Turn off gradients of a torch model's own parameters (and dropout etc.) while designing:
+    only φ (and guide parameters) are optimized, so the network's gradients are wasted work and
+    would pollute the user's ``.grad`` buffers."""
+    if not isinstance(model, torch.nn.Module):
+        yield
+        return
+    params = [p for p in model.parameters() if p.requires_grad]
+    was_training = model.training
+    for p in params:
+        p.requires_grad_(False)
+    model.eval()
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+        model.train(was_training)
+
+
 def infer_design(model, target, method="sga", seed=0, **options):
     """Design processing parameters φ for ``target`` with ``method``.
 
@@ -231,15 +258,18 @@ def infer_design(model, target, method="sga", seed=0, **options):
         **options: method options (see :func:`~psppyro.design.sga.run_sga`,
             :func:`~psppyro.design.posterior.run_svi`, :func:`~psppyro.design.posterior.run_nuts`,
             :func:`~psppyro.design.posterior.run_flow`) plus ``num_eval_samples`` (z draws for the
-            φ* objective, default 10 000), ``point`` (``"mean" | "median" | "best"``, posterior methods),
+            φ* objective, default 10 000), ``point`` (``"mean" | "median" | "best"``, posterior
+            methods),
             ``num_candidates`` (for ``"best"``, default 64) and ``progress`` (tqdm bars).
 
     Returns:
         :class:`DesignResult`.
 
     Raises:
-        ValueError: unknown method, unknown option for the method, target dimension ≠ the model's d_m,
-            a method/target combination without a valid formulation (NUTS with a Monte Carlo utility).
+        ValueError: unknown method, unknown option for the method, target dimension ≠ the
+        model's d_m,
+            a method/target combination without a valid formulation (NUTS with a Monte Carlo
+            utility).
         TypeError: ``model`` lacks the protocol or ``target`` is not a design target.
 
     Example::
@@ -254,6 +284,11 @@ def infer_design(model, target, method="sga", seed=0, **options):
         >>> abs(float(res.phi_star[0]) - 1.0) < 0.1
         True
     """
+    with _frozen(model):
+        return _infer_design(model, target, method, seed, options)
+
+
+def _infer_design(model, target, method, seed, options):
     t0 = time.perf_counter()
     check_choice("method", method, METHODS)
     target = as_target(target)

@@ -4,7 +4,8 @@ r"""The design protocol and Monte Carlo estimators of the objectives O1 and O2.
 
 - ``phi_bounds``: Tensor (d_φ, 2) of lower/upper bounds (±inf allowed only with ``phi_prior``),
 - ``latent_dim``: int ≥ 0, the size of a standard-normal nuisance latent z,
-- ``property_dist(phi, z)``: a ``torch.distributions.Distribution`` with event shape (d_m,) and batch
+- ``property_dist(phi, z)``: a ``torch.distributions.Distribution`` with event shape (d_m,) and
+batch
   shape the broadcast of ``phi.shape[:-1]`` and ``z.shape[:-1]``,
 - optionally ``phi_prior``: a distribution over φ with event shape (d_φ,) (e.g. Rixner's N(0, I)),
   used instead of the uniform prior on the box, and ``phi_names``: a sequence of d_φ names.
@@ -25,9 +26,12 @@ unbiased for P(m ∈ M_d | φ) (or E[u]). Its log, used by SGA, is biased low by
 
 The inner log-mean-exp is a consistent but biased estimator of log p(m_k | φ): by Jensen,
 E[log p̂] ≤ log p, with bias ≈ −Var_z[p(m|φ,z)] / (2 M p(m|φ)²) (delta method). The KL is therefore
-over-estimated by that amount; it vanishes as M grows and matters most where the target puts mass in the
-tails of p(m | φ). The reported standard error covers the outer (target) average only. When the target
-distribution has no ``entropy()``, the cross-entropy −E_target[log p(m|φ)] is reported instead (the KL up
+over-estimated by that amount; it vanishes as M grows and matters most where the target puts
+mass in the
+tails of p(m | φ). The reported standard error covers the outer (target) average only. When the
+target
+distribution has no ``entropy()``, the cross-entropy −E_target[log p(m|φ)] is reported instead
+(the KL up
 to a φ-independent constant; same minimizer).
 """
 
@@ -71,7 +75,8 @@ def check_model(model):
 
     Raises:
         TypeError: a protocol attribute is missing or has the wrong type.
-        ValueError: bounds are NaN, not (d_φ, 2), ``low >= high``, or infinite without ``phi_prior``.
+        ValueError: bounds are NaN, not (d_φ, 2), ``low >= high``, or infinite without
+        ``phi_prior``.
 
     Example::
 
@@ -150,10 +155,10 @@ class _AsPyro(TorchDistribution):
     def expand(self, batch_shape, _instance=None):
         return _AsPyro(self.base.expand(batch_shape))
 
-    def sample(self, sample_shape=torch.Size()):
+    def sample(self, sample_shape=()):
         return self.base.sample(sample_shape)
 
-    def rsample(self, sample_shape=torch.Size()):
+    def rsample(self, sample_shape=()):
         return self.base.rsample(sample_shape)
 
     def log_prob(self, value):

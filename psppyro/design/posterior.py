@@ -7,33 +7,42 @@ r"""Posterior design: p(φ, z | target) explored by SVI, NUTS or a normalizing-f
 
     p(φ, z \mid m ∈ M_d) ∝ u(φ, z)\, p(z)\, p(φ), \qquad u(φ, z) = P(m ∈ M_d \mid φ, z),
 
-written as a Pyro model with ``pyro.factor("target", log u)``. Its φ-marginal is ∝ p(φ) P(m∈M_d | φ):
+written as a Pyro model with ``pyro.factor("target", log u)``. Its φ-marginal is ∝ p(φ) P(m∈M_d
+| φ):
 the mode is the O1 optimum (under a flat prior) and the spread shows how robust a design is. A
 ``TargetValue`` uses u = E[exp(−τ‖m − m_t‖²) | φ, z] (≤ 1, so still a valid likelihood).
 
-**O2 as pseudo-data** (``TargetDensity``). KL(p_target ‖ p(m|φ)) is minimized by the maximum-likelihood φ
+**O2 as pseudo-data** (``TargetDensity``). KL(p_target ‖ p(m|φ)) is minimized by the
+maximum-likelihood φ
 of infinitely many draws from p_target, so the Bayesian analogue conditions on N target draws
-m_1..N ~ p_target, each with its own latent: p(φ, z_{1:N} | m_{1:N}) ∝ p(φ) ∏_i p(m_i | φ, z_i) p(z_i).
+m_1..N ~ p_target, each with its own latent: p(φ, z_{1:N} | m_{1:N}) ∝ p(φ) ∏_i p(m_i | φ, z_i)
+p(z_i).
 Its φ-marginal concentrates on the O2 minimizer as N grows (width ∝ 1/√N, so N sets the "strength"
 of the target; option ``num_pseudo_data``, default 20).
 
 **Methods.**
 
 - ``svi``: ``AutoLowRankMultivariateNormal`` (option ``rank``) + ``Trace_ELBO`` + Adam. A low-rank
-  Gaussian in the unconstrained space fits box-shaped posteriors poorly (DESIGN §6): check the PSIS k̂
+  Gaussian in the unconstrained space fits box-shaped posteriors poorly (DESIGN §6): check the
+  PSIS k̂
   reported in ``diagnostics`` (k̂ > 0.7: the guide is unreliable).
-- ``nuts``: ``pyro.infer.NUTS`` in ``MCMC``. Chains run one after another in this process (each with its
-  own derived seed): Pyro's multi-chain mode forks worker processes (``mp_context``) which is fragile with
+- ``nuts``: ``pyro.infer.NUTS`` in ``MCMC``. Chains run one after another in this process (each
+with its
+  own derived seed): Pyro's multi-chain mode forks worker processes (``mp_context``) which is
+  fragile with
   torch threads and not faster on a 2-core machine. NUTS needs an exact log-density, so O1 is only
   allowed when the target's log utility has a closed form (diagonal-Normal property model, no
   temperature); otherwise the Monte Carlo factor would be noisy and the sampler invalid.
 - ``flow``: a zuko flow (``nsf`` default, ``maf``, ``cnf``) over the unconstrained joint vector
-  (φ, z), wrapped by :class:`pyro.contrib.zuko.ZukoToPyro` as an auxiliary guide site; φ is mapped to its
-  box by ``biject_to`` and enters the model through a ``Delta`` site whose ``log_density`` is minus the
+  (φ, z), wrapped by :class:`pyro.contrib.zuko.ZukoToPyro` as an auxiliary guide site; φ is
+  mapped to its
+  box by ``biject_to`` and enters the model through a ``Delta`` site whose ``log_density`` is
+  minus the
   log-Jacobian, so the guide density of φ is exact. (``ZukoToPyro`` has no ``support``; the subclass
   here adds it for Pyro's validation.)
 
-After fitting a guide, ``num_samples`` guide draws are scored against the model: log w = log p − log q.
+After fitting a guide, ``num_samples`` guide draws are scored against the model: log w = log p
+− log q.
 Their Pareto-smoothed k̂ (``arviz.psislw``) is the guide-quality diagnostic; the draws themselves are
 the returned posterior samples (unweighted: they are samples of q).
 """
@@ -221,7 +230,8 @@ def run_svi(
 
 
 class _ZukoDistribution(ZukoToPyro):
-    """``ZukoToPyro`` with a ``support`` (for Pyro's validation) and ``expand`` (for plates: vectorized
+    """``ZukoToPyro`` with a ``support`` (for Pyro's validation) and ``expand`` (for plates:
+    vectorized
     ELBO particles and importance sampling draw ``batch_shape`` flow samples at once)."""
 
     support = constraints.real_vector
@@ -275,7 +285,8 @@ def _flow_guide(model, target, flow, num_pseudo_data):
         if latent_dim == 0:
             return
         if o2:
-            # u is (D,) or, under the particle plate left of plate "data", (P, 1, D) -> z (P, N, d_z).
+            # u is (D,) or, under the particle plate left of plate "data", (P, 1, D) -> z (P,
+            # N, d_z).
             lead = u.shape[:-1]
             if len(lead) and lead[-1] == 1:
                 lead = lead[:-1]
@@ -308,10 +319,12 @@ def run_flow(
     Args:
         model, target: as for :func:`design_model`.
         seed: int seed. flow: ``"nsf"`` (neural spline flow, default), ``"maf"`` or ``"cnf"``.
-        num_steps, lr: Adam steps and learning rate. transforms, hidden_features: flow size (CNF ignores
+        num_steps, lr: Adam steps and learning rate. transforms, hidden_features: flow size
+        (CNF ignores
             ``transforms``). passes: sequential passes of each autoregressive transform's inverse
             (2 = coupling layers, default: sampling — needed at every ELBO step — costs 2 network
-            calls instead of D; ``None`` = fully autoregressive, more expressive, D× slower to sample). num_particles: ELBO particles. num_samples: guide draws returned.
+            calls instead of D; ``None`` = fully autoregressive, more expressive, D× slower to
+            sample). num_particles: ELBO particles. num_samples: guide draws returned.
         num_pseudo_data: N for O2. progress: tqdm bar.
 
     Returns:
@@ -372,7 +385,8 @@ def run_nuts(
 
     Args:
         model, target: as for :func:`design_model`.
-        seed: int seed (chain c uses ``derive_seed(seed, 20, c)``). num_samples, warmup_steps: per chain.
+        seed: int seed (chain c uses ``derive_seed(seed, 20, c)``). num_samples, warmup_steps:
+        per chain.
         num_chains: number of chains. target_accept_prob, max_tree_depth: NUTS settings.
         full_mass: adapt a dense mass matrix (helps the strong φ–z correlations of the design
             posterior: m depends on φ and z jointly), else a diagonal one.

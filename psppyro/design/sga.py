@@ -7,20 +7,26 @@ Carlo estimator over a fixed set of M nuisance draws z_j ~ N(0, I):
 
     \log \hat P(φ) = \log \frac{1}{B}\sum_{j ∈ \text{batch}} u(φ, z_j),
 
-differentiated through ``property_dist`` (closed-form box probability for Normal property models, see
+differentiated through ``property_dist`` (closed-form box probability for Normal property
+models, see
 :mod:`psppyro.design.targets`). One *epoch* sweeps the M draws in shuffled batches of B; after every
-epoch the full-sample objective :math:`\log \frac1M\sum_{j=1}^M u(φ, z_j)` is evaluated and, when it has
-not improved for ``patience`` epochs, the learning rate is divided by ``decay``. The paper's defaults are
+epoch the full-sample objective :math:`\log \frac1M\sum_{j=1}^M u(φ, z_j)` is evaluated and,
+when it has
+not improved for ``patience`` epochs, the learning rate is divided by ``decay``. The paper's
+defaults are
 M = 50 000, B = 100, Adam with lr = 0.2, decay 4 after 2 stalled epochs, 20 epochs. Several restarts
 (independent initial φ drawn from the prior) run vectorized; the restart with the best final
 full-sample objective wins, and its best epoch's φ is returned.
 
 φ stays in its box through an unconstraining bijection: φ = l + (h − l)·sigmoid(v) for finite bounds
-(``torch.distributions.biject_to``), the identity for unbounded components (models with ``phi_prior``).
+(``torch.distributions.biject_to``), the identity for unbounded components (models with
+``phi_prior``).
 
 For O2 (:class:`~psppyro.design.TargetDensity`) the same loop minimizes the Monte Carlo KL
-(module :mod:`psppyro.design.objectives`): each step uses a batch of target draws and a batch of z; the
-epoch-end evaluation uses ``num_target_samples`` target draws and the first ``o2_eval_samples`` of the
+(module :mod:`psppyro.design.objectives`): each step uses a batch of target draws and a batch
+of z; the
+epoch-end evaluation uses ``num_target_samples`` target draws and the first ``o2_eval_samples``
+of the
 M z draws (K × M log-densities would otherwise dominate the cost).
 """
 
@@ -114,8 +120,10 @@ def run_sga(
     Args:
         model: design-protocol model; target: Box, TargetValue or TargetDensity.
         seed: int seed (initial points, z draws, batch order).
-        num_z: M, fixed z draws; batch_size: B; lr: Adam learning rate; decay: lr divisor on plateau;
-        patience: stalled epochs before decay; epochs: number of epochs; restarts: parallel restarts.
+        num_z: M, fixed z draws; batch_size: B; lr: Adam learning rate; decay: lr divisor on
+        plateau;
+        patience: stalled epochs before decay; epochs: number of epochs; restarts: parallel
+        restarts.
         init: optional initial φ, Tensor (restarts, d_φ) or (d_φ,), inside the bounds.
         num_target_samples, target_batch_size, o2_eval_samples: O2 only (module docstring).
         eval_batch_size: z draws per model call in the epoch-end evaluation.

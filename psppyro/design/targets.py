@@ -9,20 +9,26 @@ log u(φ, z), whose average over the nuisance latent z gives the design objectiv
 
     u(φ, z) = P(m ∈ M_d \mid φ, z), \qquad P(m ∈ M_d \mid φ) = E_{z}[u(φ, z)].
 
-When p(m | φ, z) is a diagonal Normal (``Independent(Normal(μ, σ), 1)``) the box probability factorizes
+When p(m | φ, z) is a diagonal Normal (``Independent(Normal(μ, σ), 1)``) the box probability
+factorizes
 and is computed in closed form, in log space:
 
 .. math::
 
-    \log P = \sum_i \log\big(Φ(b_i) - Φ(a_i)\big), \quad a_i = (l_i - μ_i)/σ_i,\ b_i = (h_i - μ_i)/σ_i,
+    \log P = \sum_i \log\big(Φ(b_i) - Φ(a_i)\big), \quad a_i = (l_i - μ_i)/σ_i,\ b_i = (h_i -
+    μ_i)/σ_i,
 
 with :math:`\log(Φ(b) - Φ(a)) = \log Φ(b) + \log(1 - e^{\log Φ(a) - \log Φ(b)})` evaluated with
-``torch.special.log_ndtr`` and a stable ``log1mexp``. In the upper tail (a + b > 0) the symmetric form
+``torch.special.log_ndtr`` and a stable ``log1mexp``. In the upper tail (a + b > 0) the symmetric
+form
 Φ(−a) − Φ(−b) is used instead, so both tails keep full relative precision (a box 40 standard
-deviations away still has a finite log-probability and a useful gradient). For any other distribution the
-probability is estimated by Monte Carlo with ``num_mc`` reparameterized samples of m. The indicator has
+deviations away still has a finite log-probability and a useful gradient). For any other
+distribution the
+probability is estimated by Monte Carlo with ``num_mc`` reparameterized samples of m. The
+indicator has
 zero gradient, so an optional ``temperature`` T > 0 replaces it by the smooth product of logistic
-sigmoids :math:`\prod_i σ((m_i - l_i)/T)\,σ((h_i - m_i)/T)` (then always estimated by Monte Carlo, for
+sigmoids :math:`\prod_i σ((m_i - l_i)/T)\,σ((h_i - m_i)/T)` (then always estimated by Monte
+Carlo, for
 every distribution, so the objective is the same whatever the model).
 
 **TargetValue** (O1 with a smooth utility) u(m) = exp(−τ‖m − m_t‖²). For a diagonal Normal the
@@ -34,7 +40,8 @@ expectation is Gaussian-integral closed form,
 
 and Monte Carlo otherwise.
 
-**TargetDensity** (objective O2): KL(p_target ‖ p(m | φ)) = −H(p_target) − E_{p_target}[log p(m | φ)]
+**TargetDensity** (objective O2): KL(p_target ‖ p(m | φ)) = −H(p_target) − E_{p_target}[log p(m
+| φ)]
 with the marginal p(m | φ) = E_z p(m | φ, z). It is not a per-(φ, z) utility; see
 :mod:`psppyro.design.objectives` for its estimator (a log-mean-exp over z samples, biased low by
 ≈ Var_z[p(m|φ,z)] / (2 M p(m|φ)²) — so the KL is biased *high* by that much).
@@ -167,7 +174,8 @@ class Box(Target):
         num_mc: Monte Carlo sample count per (φ, z) when no closed form applies (default 64).
 
     Raises:
-        ValueError: shapes differ, a bound is not finite, ``low >= high`` somewhere, bad temperature.
+        ValueError: shapes differ, a bound is not finite, ``low >= high`` somewhere, bad
+        temperature.
 
     Example::
 
@@ -269,7 +277,9 @@ class Box(Target):
 
     def __repr__(self):
         t = "" if self.temperature is None else f", temperature={self.temperature:g}"
-        return f"Box(low={self.low.tolist()}, high={self.high.tolist()}{t})"
+        lo = ", ".join(f"{v:g}" for v in self.low.tolist())
+        hi = ", ".join(f"{v:g}" for v in self.high.tolist())
+        return f"Box(low=[{lo}], high=[{hi}]{t})"
 
 
 class TargetValue(Target):
@@ -403,7 +413,8 @@ class TargetDensity(Target):
         eig = torch.linalg.eigvalsh(cov.double())
         if float(eig.min()) <= 1e-12 * max(float(eig.max()), 1e-300):
             raise ValueError(
-                f"covariance must be positive definite (non-singular), got eigenvalues {eig.tolist()}"
+                "covariance must be positive definite (non-singular), got eigenvalues "
+                f"{eig.tolist()}"
             )
         return cls(MultivariateNormal(mean, covariance_matrix=cov))
 

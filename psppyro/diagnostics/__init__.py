@@ -1,9 +1,12 @@
 """Diagnostics for design results: ArviZ conversion, posterior comparison tables and plots.
 
 This layer sits above :mod:`psppyro.design`. ``DesignResult.idata`` is already an
-``arviz.InferenceData`` (posterior ``phi`` with dims ``(chain, draw, phi_dim)``), so ArviZ's own tools
-(``az.summary``, ``az.plot_trace``, ``az.plot_pair``) apply directly; :func:`to_inference_data` builds
-one from raw samples. The plots here are the ones ArviZ does not make: overlaid pair plots of several
+``arviz.InferenceData`` (posterior ``phi`` with dims ``(chain, draw, phi_dim)``), so ArviZ's own
+tools
+(``az.summary``, ``az.plot_trace``, ``az.plot_pair``) apply directly; :func:`to_inference_data`
+builds
+one from raw samples. The plots here are the ones ArviZ does not make: overlaid pair plots of
+several
 posteriors (SVI vs NUTS vs flow), reference heat maps of P(m ∈ M_d | φ) with the designs marked (the
 PSP-GEN paper's Figure 3), and optimization traces.
 

@@ -64,7 +64,9 @@ def pair_plot(*posteriors, labels=None, names=None, bounds=None, max_points=2000
     arrs = [_as_samples(p) for p in posteriors]
     d = arrs[0].shape[1]
     if any(a.shape[1] != d for a in arrs):
-        raise ValueError(f"all posteriors must have the same d_phi, got {[a.shape[1] for a in arrs]}")
+        raise ValueError(
+            f"all posteriors must have the same d_phi, got {[a.shape[1] for a in arrs]}"
+        )
     if labels is None:
         labels = [str(getattr(p, "method", i)) for i, p in enumerate(posteriors)]
     if names is None:
@@ -74,7 +76,9 @@ def pair_plot(*posteriors, labels=None, names=None, bounds=None, max_points=2000
     axes = np.asarray(fig.subplots(d, d, squeeze=False))
     for k, (a, lab) in enumerate(zip(arrs, labels)):
         color = _COLORS[k % len(_COLORS)]
-        sub = a if a.shape[0] <= max_points else a[rng.choice(a.shape[0], max_points, replace=False)]
+        sub = (
+            a if a.shape[0] <= max_points else a[rng.choice(a.shape[0], max_points, replace=False)]
+        )
         for i in range(d):
             for j in range(d):
                 ax = axes[i, j]
@@ -153,7 +157,7 @@ def plot_reference_map(ref, designs=None, samples=None, title=None, log=False):
         ax.set_xlabel(names[0])
         ax.set_ylabel(label)
     markers = ("*", "X", "P", "D", "^", "s")
-    for k, (lab, s) in enumerate(samples.items()):
+    for k, s in enumerate(samples.values()):
         a = _as_samples(s)
         if d == 2:
             ax.scatter(a[:, 0], a[:, 1], s=2, alpha=0.25, color=_COLORS[k % len(_COLORS)])
@@ -161,8 +165,17 @@ def plot_reference_map(ref, designs=None, samples=None, title=None, log=False):
         p = np.asarray(torch.as_tensor(getattr(phi, "phi_star", phi)).detach().cpu().double())
         color = _COLORS[k % len(_COLORS)]
         if d == 2:
-            ax.scatter([p[0]], [p[1]], marker=markers[k % len(markers)], s=160, color=color,
-                       edgecolor="white", linewidths=1.0, label=lab, zorder=5)
+            ax.scatter(
+                [p[0]],
+                [p[1]],
+                marker=markers[k % len(markers)],
+                s=160,
+                color=color,
+                edgecolor="white",
+                linewidths=1.0,
+                label=lab,
+                zorder=5,
+            )
         else:
             ax.axvline(p[0], color=color, ls="--", label=lab)
     if designs:

@@ -21,7 +21,9 @@ class ShiftModel:
 def test_energy_distance_of_shifted_normals():
     # 1-D: D² = 2E|X − Y| − E|X − X'| − E|Y − Y'| for N(0,1) vs N(1,1):
     # E|N(1, 2)| = 2/√π·e^{−1/4} + (1 − 2Φ(−1/√2)) and E|N(0, 2)| = 2/√π.
-    e_xy = 2 / math.sqrt(math.pi) * math.exp(-0.25) + (1 - 2 * float(ndtr(torch.tensor(-0.5**0.5))))
+    e_xy = 2 / math.sqrt(math.pi) * math.exp(-0.25) + (
+        1 - 2 * float(ndtr(torch.tensor(-(0.5**0.5))))
+    )
     exact = 2 * e_xy - 2 * 2 / math.sqrt(math.pi)
     g = torch.Generator().manual_seed(0)
     x = torch.randn(2000, 1, generator=g, dtype=torch.float64)
@@ -36,14 +38,16 @@ def test_energy_distance_of_shifted_normals():
 
 def test_compare_posteriors_table_and_in_target():
     g = torch.Generator().manual_seed(1)
-    a = 0.1 * torch.randn(500, 1, generator=g)          # φ ≈ 0
-    b = 1.0 + 0.1 * torch.randn(500, 1, generator=g)    # φ ≈ 1
+    a = 0.1 * torch.randn(500, 1, generator=g)  # φ ≈ 0
+    b = 1.0 + 0.1 * torch.randn(500, 1, generator=g)  # φ ≈ 1
     box = Box([0.5], [1.5])
-    c = compare_posteriors(a, b, model=ShiftModel(), target=box, labels=("svi", "nuts"),
-                           num_samples=4000, seed=0)
+    c = compare_posteriors(
+        a, b, model=ShiftModel(), target=box, labels=("svi", "nuts"), num_samples=4000, seed=0
+    )
     assert c.labels == ("svi", "nuts") and len(c.wasserstein) == 1
     assert abs(c.wasserstein[0] - 1.0) < 0.1
-    # m | φ ~ N(φ, 0.5 + 0.01): in-target fraction P(0.5 <= m <= 1.5), binomial s.e. over 4000 draws.
+    # m | φ ~ N(φ, 0.5 + 0.01): in-target fraction P(0.5 <= m <= 1.5), binomial s.e. over 4000
+    # draws.
     s = math.sqrt(0.5 + 0.01)
     for lab, mu in (("svi", 0.0), ("nuts", 1.0)):
         exact = float(ndtr(torch.tensor((1.5 - mu) / s)) - ndtr(torch.tensor((0.5 - mu) / s)))

@@ -1,4 +1,4 @@
-"""evaluate / reference_map: agreement with a direct simulation loop and with exact probabilities."""
+"""evaluate / reference_map: agreement with a direct simulation loop and exact probabilities."""
 
 import math
 
@@ -51,8 +51,9 @@ def identity(x):
 def test_evaluate_matches_direct_loop_with_real_property_map():
     proc, phi = BernoulliProcess(), torch.tensor([[0.3], [0.6]])
     box = Box([3.0, 3.0], [6.0, 6.0])
-    p, se, m = evaluate(phi, proc, "rixner_o2", box, num_samples=40, seed=7, chunk_size=16,
-                        return_samples=True)
+    p, se, m = evaluate(
+        phi, proc, "rixner_o2", box, num_samples=40, seed=7, chunk_size=16, return_samples=True
+    )
     pm = pp.properties.property_map("rixner_o2")
     for i in range(2):
         ms = []
@@ -71,8 +72,14 @@ def test_evaluate_binomial_probability_exact():
     # vf = k/64 with k ~ Bin(64, φ); P(0.25 <= vf <= 0.4) = P(16 <= k <= 25) exactly.
     phi = 0.3
     exact = binom.cdf(25, 64, phi) - binom.cdf(15, 64, phi)
-    p, se = evaluate(torch.tensor([phi]), BernoulliProcess(), volume_fraction, Box([0.25], [0.4]),
-                     num_samples=2000, seed=0)
+    p, se = evaluate(
+        torch.tensor([phi]),
+        BernoulliProcess(),
+        volume_fraction,
+        Box([0.25], [0.4]),
+        num_samples=2000,
+        seed=0,
+    )
     assert p.shape == () and abs(float(p) - exact) < 4 * math.sqrt(exact * (1 - exact) / 2000)
 
 
@@ -81,7 +88,9 @@ def test_evaluate_target_value_and_density():
     tau, t, phi = 0.5, torch.tensor([0.5, 0.0]), 0.8
     mu = torch.tensor([phi, -phi])
     exact = float(((1 + 2 * tau) ** -0.5 * torch.exp(-tau * (mu - t) ** 2 / (1 + 2 * tau))).prod())
-    v, se = evaluate(torch.tensor([phi]), GaussianProcess(), identity, TargetValue(t, tau), 4000, seed=1)
+    v, se = evaluate(
+        torch.tensor([phi]), GaussianProcess(), identity, TargetValue(t, tau), 4000, seed=1
+    )
     assert abs(float(v) - exact) < 4 * float(se)
     # KL(N(μ_t, I) ‖ N(μ, I)) = ‖μ − μ_t‖²/2; the Gaussian fit adds O(d²/n) bias.
     mu_t = torch.tensor([0.0, 0.0])
@@ -103,7 +112,13 @@ def test_reference_map_matches_evaluate_and_table():
     assert float(ref.argmax()[0]) == pytest.approx(0.3)
 
     class R:  # a DesignResult-like row for the table
-        method, phi_star, probability, probability_se, wall_time = "sga", torch.tensor([0.3]), 0.5, 0.01, 1.0
+        method, phi_star, probability, probability_se, wall_time = (
+            "sga",
+            torch.tensor([0.3]),
+            0.5,
+            0.01,
+            1.0,
+        )
 
     text = design_table({"L": R()}, {"L": (p[1], 0.05)}, {"L": ref})
     assert "L" in text.splitlines()[2] and "sga" in text
@@ -113,9 +128,13 @@ def test_evaluate_bad_input():
     with pytest.raises(ValueError, match="outside its bounds"):
         evaluate(torch.tensor([0.95]), BernoulliProcess(), volume_fraction, Box([0.0], [1.0]), 10)
     with pytest.raises(ValueError, match="last dimension"):
-        evaluate(torch.tensor([0.5, 0.5]), BernoulliProcess(), volume_fraction, Box([0.0], [1.0]), 10)
+        evaluate(
+            torch.tensor([0.5, 0.5]), BernoulliProcess(), volume_fraction, Box([0.0], [1.0]), 10
+        )
     with pytest.raises(ValueError, match="d_m=2"):
-        evaluate(torch.tensor([0.5]), BernoulliProcess(), volume_fraction, Box([0.0] * 2, [1.0] * 2), 10)
+        evaluate(
+            torch.tensor([0.5]), BernoulliProcess(), volume_fraction, Box([0.0] * 2, [1.0] * 2), 10
+        )
     with pytest.raises(ValueError, match="properties must be one of"):
         evaluate(torch.tensor([0.5]), BernoulliProcess(), "viscosity", Box([0.0], [1.0]), 10)
     with pytest.raises(ValueError, match="num_samples"):
@@ -126,8 +145,12 @@ def test_evaluate_bad_input():
 
 def test_workers_do_not_change_the_answer():
     phi = torch.tensor([[0.3], [0.5]])
-    a = simulate_properties(phi, BernoulliProcess(), volume_fraction, 48, seed=5, workers=1, chunk_size=16)
-    b = simulate_properties(phi, BernoulliProcess(), volume_fraction, 48, seed=5, workers=2, chunk_size=16)
+    a = simulate_properties(
+        phi, BernoulliProcess(), volume_fraction, 48, seed=5, workers=1, chunk_size=16
+    )
+    b = simulate_properties(
+        phi, BernoulliProcess(), volume_fraction, 48, seed=5, workers=2, chunk_size=16
+    )
     assert torch.equal(a, b)
 
 
@@ -139,9 +162,12 @@ def test_evaluate_with_real_process_preset():
         pytest.skip("process preset 'rixner64' not implemented yet")
     phi = torch.zeros(proc.phi_bounds.shape[0])
     box = Box([0.0, 0.0], [100.0, 100.0])
-    p, se, m = evaluate(phi, proc, "rixner_o2", box, num_samples=8, seed=0, chunk_size=4,
-                        return_samples=True)
+    p, se, m = evaluate(
+        phi, proc, "rixner_o2", box, num_samples=8, seed=0, chunk_size=4, return_samples=True
+    )
     pm = pp.properties.property_map("rixner_o2")
-    direct = torch.cat([pm(proc.sample(phi, num_samples=4, seed=derive_seed(0, 0, c))) for c in range(2)])
+    direct = torch.cat(
+        [pm(proc.sample(phi, num_samples=4, seed=derive_seed(0, 0, c))) for c in range(2)]
+    )
     assert torch.equal(m, direct.double())
     assert float(p) == float(box.contains(direct).double().mean())

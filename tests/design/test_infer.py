@@ -5,7 +5,8 @@ m | φ, z ~ N(Aφ + 0.5 z, 0.5² I). Integrating z, m | φ ~ N(Aφ, s² I) with 
 
 - P(m ∈ [l, h] | φ) = ∏_i Φ((h_i − (Aφ)_i)/s) − Φ((l_i − (Aφ)_i)/s), maximized at Aφ = (l + h)/2
   (each factor is maximal when its interval is centred), i.e. φ* = A⁻¹ c;
-- the posterior p(φ | m ∈ box) ∝ P(m ∈ box | φ) on the square, computed by quadrature on a 601² grid;
+- the posterior p(φ | m ∈ box) ∝ P(m ∈ box | φ) on the square, computed by quadrature on a 601²
+grid;
 - KL(N(μ_t, s² I) ‖ p(m|φ)) = ‖Aφ − μ_t‖² / (2 s²), minimized at φ = A⁻¹ μ_t.
 """
 

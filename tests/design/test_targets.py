@@ -1,4 +1,4 @@
-"""Targets: closed-form box probabilities (both tails), Monte Carlo fallback, utilities, bad input."""
+"""Targets: closed-form box probabilities (both tails), Monte Carlo fallback, bad input."""
 
 import math
 

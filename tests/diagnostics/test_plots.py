@@ -20,8 +20,13 @@ class Toy:
 
 def test_pair_plot_overlays(tmp_path):
     g = torch.Generator().manual_seed(0)
-    fig = pair_plot(torch.randn(200, 3, generator=g), torch.randn(200, 3, generator=g) + 1,
-                    labels=["svi", "nuts"], names=["x", "y", "w"], max_points=50)
+    fig = pair_plot(
+        torch.randn(200, 3, generator=g),
+        torch.randn(200, 3, generator=g) + 1,
+        labels=["svi", "nuts"],
+        names=["x", "y", "w"],
+        max_points=50,
+    )
     axes = np.asarray(fig.axes).reshape(3, 3)
     assert axes[0, 0].get_legend_handles_labels()[1] == ["svi", "nuts"]
     assert len(axes[2, 0].collections) == 2 and len(axes[2, 0].collections[0].get_offsets()) == 50
@@ -35,11 +40,19 @@ def test_pair_plot_overlays(tmp_path):
 
 def test_reference_map_marks_designs():
     axes = [torch.linspace(1, 9, 5), torch.linspace(0.2, 2, 4)]
-    ref = ReferenceMap(axes, torch.rand(5, 4), torch.zeros(5, 4), Box([0.0, 0.0], [1.0, 1.0]), 10,
-                       ["phi_1", "phi_2"])
-    fig = plot_reference_map(ref, designs={"sga": torch.tensor([1.0, 2.0]),
-                                           "svi": torch.tensor([5.0, 0.5])},
-                             samples={"svi": torch.tensor([[5.0, 0.3], [5.5, 0.4]])})
+    ref = ReferenceMap(
+        axes,
+        torch.rand(5, 4),
+        torch.zeros(5, 4),
+        Box([0.0, 0.0], [1.0, 1.0]),
+        10,
+        ["phi_1", "phi_2"],
+    )
+    fig = plot_reference_map(
+        ref,
+        designs={"sga": torch.tensor([1.0, 2.0]), "svi": torch.tensor([5.0, 0.5])},
+        samples={"svi": torch.tensor([[5.0, 0.3], [5.5, 0.4]])},
+    )
     ax = fig.axes[0]
     offsets = [c.get_offsets().tolist() for c in ax.collections[1:]]
     assert [[1.0, 2.0]] in offsets and [[5.0, 0.5]] in offsets
