@@ -512,8 +512,8 @@ def elasticity(
         TypeError: if ``x`` is not a tensor.
         ValueError: for non-binary or non-finite ``x``, too few dims for ``ndim``, ``ndim`` not in
             (2, 3), moduli <= 0 or non-finite, Poisson ratio outside (-1, 0.5), unknown ``plane`` or
-            ``method``, ``plane="stress"`` in 3-D, ``method="fem"`` in 3-D, bad ``refine`` or
-            ``columns``.
+            ``method``, ``plane="stress"`` in 3-D, ``method="fem"`` in 3-D, bad ``refine``,
+            ``columns``, ``dtype``, ``rtol`` or ``maxiter``.
         RuntimeError: if conjugate gradients do not reach ``rtol`` within ``maxiter`` iterations
             (the message names the samples).
 
