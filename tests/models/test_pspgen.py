@@ -377,3 +377,23 @@ def test_bad_input_is_refused():
         gen.fit(make_dataset(8, labelled=False), epochs=1, progress=False)
     with pytest.raises(ValueError, match="resume"):
         gen.fit((phi, x, m), epochs=1, resume="/nonexistent/file.pt", progress=False)
+
+
+@pytest.mark.slow
+def test_conv_model_trains_on_a_lazy_128_store(tmp_path):
+    # Case-4-sized images through the lazy loader: the store is opened with Dask and read one
+    # buffer at a time; the convolutional model learns (loss drops) and predicts.
+    import xarray as xr
+
+    make_dataset(48, size=128, seed=0).to_zarr(tmp_path / "t.zarr")
+    ds = xr.open_zarr(tmp_path / "t.zarr")
+    assert ds["x"].chunks is not None  # lazy, not loaded
+    gen = PSPGen.from_dataset(ds, d_z1=4, architecture="conv", width=64, small_width=16)
+    assert gen.d_z0 == round(0.05 * 128 * 128)
+    hist = gen.fit(ds, epochs=4, batch_size=16, lr=1e-3, progress=False)
+    # These near-white 128² images leave rec-x at ≈ 128²·ln 2; the KL of the 819-dim z0 falls
+    # steadily (a measured run: loss 11674, 11661, 11639, 11617, ... per pair, scatter ≈ 5).
+    assert hist["loss"][-1] < hist["loss"][0] - 25.0, hist["loss"]
+    phi, x, _ = make_triads(2, size=128, seed=1)
+    assert gen.posterior_mean_property(phi, x, seed=0).shape == (2, 2)
+    assert gen.sample_microstructures(phi, 1, seed=0).shape == (1, 2, 128, 128)
