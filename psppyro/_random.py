@@ -1,7 +1,8 @@
 """Seeds and generators.
 
-Sample ``i`` of a run with seed ``s`` draws from a generator seeded by :func:`derive_seed`\\(s, i), so
-results do not depend on chunking or on the number of workers (DESIGN §3, Randomness).
+Sample ``i`` of a run with seed ``s`` draws from a generator seeded by
+:func:`derive_seed`\\(s, i), so results do not depend on chunking or on the number of workers
+(DESIGN §3, Randomness).
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ def derive_seed(seed, *keys):
 def make_generator(seed, device="cpu"):
     """A ``torch.Generator`` on ``device``: from an int seed, or ``seed`` itself if it is one.
 
-    ``seed=None`` draws a fresh seed from torch's global generator (so ``pyro.set_rng_seed`` applies).
+    ``seed=None`` draws a fresh seed from torch's global generator (so ``pyro.set_rng_seed``
+    applies).
 
     Example::
 
@@ -45,7 +47,9 @@ def make_generator(seed, device="cpu"):
     if seed is None:
         seed = int(torch.randint(0, 2**62, (1,)).item())
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, a torch.Generator or None, got {seed!r}")
+        raise ValueError(
+            f"seed must be a non-negative integer, a torch.Generator or None, got {seed!r}"
+        )
     g = torch.Generator(device=device)
     g.manual_seed(int(seed))
     return g

@@ -46,7 +46,9 @@ def as_tensor(name, value, dtype=None, device=None):
             t = t.to(device)
         return t
     if isinstance(value, (str, bytes)) or value is None:
-        raise TypeError(f"{name} must be a number, sequence of numbers or tensor, got {_short(value)}")
+        raise TypeError(
+            f"{name} must be a number, sequence of numbers or tensor, got {_short(value)}"
+        )
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as err:
@@ -65,7 +67,9 @@ def check_finite(name, t):
     """
     if isinstance(t, torch.Tensor):
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):
-            raise ValueError(f"{name} must be finite, got a value containing NaN or inf: {_short(t)}")
+            raise ValueError(
+                f"{name} must be finite, got a value containing NaN or inf: {_short(t)}"
+            )
     elif isinstance(t, Real) and not math.isfinite(float(t)):
         raise ValueError(f"{name} must be finite, got {t!r}")
 
@@ -124,7 +128,8 @@ def check_last_dim(name, t, size):
     """
     if t.dim() == 0 or t.shape[-1] != size:
         raise ValueError(
-            f"{name} must have last dimension {size} (shape (..., {size})), got shape {tuple(t.shape)}"
+            f"{name} must have last dimension {size} (shape (..., {size})), "
+            f"got shape {tuple(t.shape)}"
         )
 
 

@@ -1,7 +1,8 @@
 """Command-line interface: ``psppyro generate | train | design | evaluate | benchmark | demo``.
 
 Each sub-command lives in its own pair of functions, ``_add_<name>(subparsers)`` (arguments) and
-``_run_<name>(args)`` (work), and imports what it needs lazily so that ``psppyro --help`` is instant.
+``_run_<name>(args)`` (work), and imports what it needs lazily so that ``psppyro --help`` is
+instant.
 
 Example::
 
@@ -306,7 +307,9 @@ def build_parser():
     """The ``argparse`` parser of the ``psppyro`` command."""
     parser = argparse.ArgumentParser(
         prog="psppyro",
-        description="Inverse design of random materials through the Process-Structure-Property chain.",
+        description=(
+            "Inverse design of random materials through the Process-Structure-Property chain."
+        ),
     )
     sub = parser.add_subparsers(dest="command", required=True)
     for add in _COMMANDS:

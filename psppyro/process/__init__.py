@@ -1,8 +1,8 @@
 """The process–structure link p(x | φ).
 
 A *process* maps processing parameters φ to random two-phase microstructures x. Here a process is a
-Gaussian random field (GRF) with a φ-dependent spectral density, normalized and thresholded, optionally
-followed by a Cahn–Hilliard phase-separation step (DESIGN §3).
+Gaussian random field (GRF) with a φ-dependent spectral density, normalized and thresholded,
+optionally followed by a Cahn–Hilliard phase-separation step (DESIGN §3).
 
 Example::
 

@@ -3,14 +3,13 @@
 A :class:`PropertyMap` turns a batch of binary images ``x`` (..., *image) into a property vector
 ``m`` (..., d_m) plus per-component flags (for example whether a direction percolates).
 
-===================  ==========================================================  =====================
-name                 m                                                           used by
-===================  ==========================================================  =====================
-``log_permeability`` (ln k_xx, ln k_yy), Stokes, phase 1 = fluid, floored         PSP-GEN
-``rixner_o1``        (K_11 at phases (1, 50), (C_1111 + C_2222)/2 at E (1, 50))   Rixner, objective O1
-``rixner_o2``        (K_11, K_22) at phases (1, 50)                               Rixner, objective O2
-``c11_3d``           C_11 of a 3-D voxel volume, E = (2.4, 120) GPa, ν = 0.3       VAE-Regression
-===================  ==========================================================  =====================
+- ``log_permeability``: m = (ln k_xx, ln k_yy), Stokes flow, phase 1 = fluid, non-percolating
+  directions floored; flag ``percolates`` (PSP-GEN).
+- ``rixner_o1``: m = (K_11 at phases (1, 50), (C_1111 + C_2222)/2 of plane-strain elasticity at
+  E = (1, 50), ν = 0.3) (Rixner & Koutsourelakis, objective O1).
+- ``rixner_o2``: m = (K_11, K_22) at phases (1, 50) (Rixner, objective O2).
+- ``c11_3d``: m = (C_11,) of a 3-D voxel volume, soft phase 0 E = 2.4 GPa, hard phase 1
+  E = 120 GPa, ν = 0.3 (VAE-Regression data).
 
 Example::
 
@@ -22,8 +21,8 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 
@@ -42,8 +41,8 @@ class PropertyMap:
         name: registry name.
         components: names of the entries of ``m`` (length d_m).
         ndim: spatial dimension of the images it accepts (2 or 3).
-        function: callable ``x -> (m, flags)`` with ``m`` of shape (..., d_m) and ``flags`` a dict of
-            boolean tensors of shape (..., d_m).
+        function: callable ``x -> (m, flags)`` with ``m`` of shape (..., d_m) and ``flags`` a
+            dict of boolean tensors of shape (..., d_m).
         description: one line for humans and for dataset provenance.
 
     Example::
@@ -83,7 +82,11 @@ class PropertyMap:
 
     def config(self):
         """A JSON-serializable description (enough to rebuild the map with :func:`property_map`)."""
-        return {"name": self.name, "components": list(self.components), "description": self.description}
+        return {
+            "name": self.name,
+            "components": list(self.components),
+            "description": self.description,
+        }
 
 
 def _log_permeability(x):
@@ -109,8 +112,9 @@ def _rixner_o2(x):
 
 
 def _c11_3d(x):
-    C = elasticity(x, youngs=(2.4, 120.0), poisson=0.3)
-    m = C[..., 0, 0].unsqueeze(-1)
+    # Only the first load case (macroscopic ε_11) is needed for C_11.
+    C = elasticity(x, youngs=(2.4, 120.0), poisson=0.3, ndim=3, columns=(0,))
+    m = C[..., 0, :]
     return m, _no_flags(m)
 
 
