@@ -345,7 +345,12 @@ def _infer_design(model, target, method, seed, options):
         az = import_arviz()
         ess_bulk = az.ess(idata, var_names=["phi"])["phi"].values
         diagnostics.update(
-            r_hat=az.rhat(idata, var_names=["phi"])["phi"].values.tolist(),
+            # split-R̂ needs ≥ 2 chains (ArviZ only warns otherwise): NaN with a single chain.
+            r_hat=(
+                az.rhat(idata, var_names=["phi"])["phi"].values.tolist()
+                if chains.shape[0] > 1
+                else [float("nan")] * chains.shape[-1]
+            ),
             ess_bulk=ess_bulk.tolist(),
             ess_tail=az.ess(idata, var_names=["phi"], method="tail")["phi"].values.tolist(),
             divergences=int(out["diverging"].sum()),

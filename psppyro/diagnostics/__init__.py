@@ -20,6 +20,12 @@ Example::
 """
 
 from ..design.infer import to_inference_data
-from .plots import pair_plot, plot_history, plot_reference_map
+from .plots import pair_plot, plot_history, plot_microstructures, plot_reference_map
 
-__all__ = ["pair_plot", "plot_history", "plot_reference_map", "to_inference_data"]
+__all__ = [
+    "pair_plot",
+    "plot_history",
+    "plot_microstructures",
+    "plot_reference_map",
+    "to_inference_data",
+]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["pair_plot", "plot_history", "plot_reference_map"]
+__all__ = ["pair_plot", "plot_history", "plot_microstructures", "plot_reference_map"]
 
 _COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")
 
@@ -228,5 +228,46 @@ def plot_history(*results, labels=None):
             ax.text(0.5, 0.5, "no trace", ha="center", va="center", transform=ax.transAxes)
         ax.set_title(lab)
         ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_microstructures(x, title=None, ncols=4, titles=None):
+    """A gallery of 2-D binary microstructures (e.g. samples at a design φ*).
+
+    Args:
+        x: Tensor (n, H, W) (or (H, W)); phase 1 is drawn white, phase 0 black.
+        title: figure title. ncols: images per row. titles: optional per-image titles.
+
+    Returns:
+        ``matplotlib.figure.Figure`` with n image axes.
+
+    Example::
+
+        >>> fig = plot_microstructures(torch.rand(6, 8, 8) > 0.5, ncols=3)
+        >>> len(fig.axes)
+        6
+    """
+    x = torch.as_tensor(x).detach().cpu()
+    if x.dim() == 2:
+        x = x[None]
+    if x.dim() != 3:
+        raise ValueError(f"x must have shape (n, H, W) or (H, W), got {tuple(x.shape)}")
+    n = x.shape[0]
+    ncols = max(1, min(int(ncols), n))
+    nrows = -(-n // ncols)
+    fig = _figure(figsize=(2.0 * ncols, 2.0 * nrows + (0.4 if title else 0.0)))
+    axes = np.asarray(fig.subplots(nrows, ncols, squeeze=False)).reshape(-1)
+    for k, ax in enumerate(axes):
+        if k >= n:
+            ax.remove()
+            continue
+        ax.imshow(np.asarray(x[k].double()), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if titles is not None:
+            ax.set_title(str(titles[k]), fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig

@@ -319,3 +319,85 @@ def test_monte_carlo_box_with_sga():
     box = Box([0.4, -0.6], [0.8, -0.2], temperature=0.02, num_mc=16)
     res = infer_design(MCToy(), box, "sga", seed=0, num_z=400, epochs=5, restarts=2)
     assert torch.allclose(res.phi_star, PHI_OPT, atol=0.25), res.phi_star
+
+
+def _marginal_quantiles(box, qs, n=601):
+    """Posterior marginal quantiles and densities at them (quadrature), per φ component."""
+    g = torch.linspace(-3, 3, n, dtype=torch.float64)
+    p1, p2 = torch.meshgrid(g, g, indexing="ij")
+    m = torch.stack([p1, p2], -1) @ A.double().T
+    s = math.sqrt(S2)
+    w = (ndtr((box.high.double() - m) / s) - ndtr((box.low.double() - m) / s)).prod(-1)
+    h = float(g[1] - g[0])
+    out = []
+    for marg in (w.sum(1), w.sum(0)):
+        dens = marg / (marg.sum() * h)
+        cdf = torch.cumsum(dens, 0) * h
+        idx = [int(torch.searchsorted(cdf, torch.tensor(q, dtype=torch.float64))) for q in qs]
+        out.append([(float(g[i]), float(dens[i])) for i in idx])
+    return out
+
+
+@pytest.mark.slow
+def test_nuts_long_run_matches_quadrature_quantiles():
+    res = infer_design(
+        LinearToy(), BOX, "nuts", seed=11, num_samples=1000, warmup_steps=500, num_chains=4
+    )
+    mean, sd = _quadrature_posterior(BOX)
+    ess = min(res.diagnostics["ess_bulk"])
+    _check_moments(res.samples, mean, sd, ess=ess, bias_allowance=0.0)
+    qs = (0.1, 0.5, 0.9)
+    for i, marg in enumerate(_marginal_quantiles(BOX, qs)):
+        for q, (x_q, f_q) in zip(qs, marg):
+            # s.e. of a sample quantile: √(q(1−q)/ESS) / f(x_q); 4 s.e. plus the grid step.
+            tol = 4 * math.sqrt(q * (1 - q) / ess) / f_q + 0.01
+            got = float(torch.quantile(res.samples[:, i].double(), q))
+            assert abs(got - x_q) < tol, (i, q, got, x_q, tol)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["svi", "flow"])
+def test_guides_long_run_importance_weighted_quantiles(method):
+    opts = dict(num_steps=4000, lr=0.01, num_samples=4000)
+    res = infer_design(LinearToy(), BOX, method, seed=12, **opts)
+    assert res.diagnostics["khat"] < 0.7
+    mean, sd = _quadrature_posterior(BOX)
+    _check_moments(res.samples, mean, sd, ess=4000, bias_allowance=0.15)
+    lw = torch.as_tensor(res.idata.sample_stats["log_weight"].values.reshape(-1))
+    w = (lw - lw.max()).exp()
+    w = w / w.sum()
+    kish = float(1.0 / (w**2).sum())
+    qs = (0.1, 0.5, 0.9)
+    for i, marg in enumerate(_marginal_quantiles(BOX, qs)):
+        order = torch.argsort(res.samples[:, i])
+        cdf = torch.cumsum(w[order], 0)
+        for q, (x_q, f_q) in zip(qs, marg):
+            got = float(
+                res.samples[
+                    order[int(torch.searchsorted(cdf, torch.tensor(q, dtype=cdf.dtype)))], i
+                ]
+            )
+            tol = 4 * math.sqrt(q * (1 - q) / kish) / f_q + 0.01
+            assert abs(got - x_q) < tol, (method, i, q, got, x_q, tol)
+
+
+@pytest.mark.parametrize("flow", ["maf", pytest.param("cnf", marks=pytest.mark.slow)])
+def test_other_flows_learn(flow):
+    res = infer_design(
+        LinearToy(),
+        BOX,
+        "flow",
+        seed=0,
+        flow=flow,
+        num_steps=100,
+        lr=0.01,
+        num_samples=100,
+        hidden_features=(16, 16),
+        num_eval_samples=500,
+    )
+    elbo = torch.tensor(res.history["elbo"])
+    # An untrained flow spreads φ over the whole square (log P ≈ −8 and worse); training must raise
+    # the ELBO by far more than its step-to-step noise (≈ 0.5 with 4 particles).
+    assert float(elbo[-20:].mean()) > float(elbo[:10].mean()) + 1.0
+    bounds = LinearToy.phi_bounds
+    assert bool(((res.samples >= bounds[:, 0]) & (res.samples <= bounds[:, 1])).all())

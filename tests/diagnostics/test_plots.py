@@ -71,3 +71,17 @@ def test_history_and_idata():
     assert list(idata.posterior["phi_dim"].values) == ["a", "b"]
     assert dict(res.idata.posterior["phi"].sizes) == {"chain": 1, "draw": 2, "phi_dim": 2}
     assert res.idata.sample_stats["objective"].shape == (1, 2)
+
+
+def test_microstructure_gallery():
+    from psppyro.diagnostics import plot_microstructures
+
+    x = torch.zeros(5, 6, 6)
+    x[:, :, :3] = 1.0
+    fig = plot_microstructures(x, title="phi*", ncols=3, titles=list("abcde"))
+    assert len(fig.axes) == 5
+    img = fig.axes[0].images[0].get_array()
+    assert img[0, 0] == 1.0 and img[0, 5] == 0.0
+    assert fig.axes[4].get_title() == "e"
+    with pytest.raises(ValueError, match="shape"):
+        plot_microstructures(torch.zeros(2, 2, 3, 3))
