@@ -180,10 +180,13 @@ def main(argv=None):
     parser.add_argument("--order", action="store_true", help="also measure convergence orders")
     parser.add_argument("--skip-speed", action="store_true", help="accuracy/order tables only")
     parser.add_argument("--order-only", action="store_true", help="only the convergence orders")
+    parser.add_argument("--speed-only", action="store_true", help="only the speed table")
     args = parser.parse_args(argv)
     print(f"python {sys.version.split()[0]}, torch {torch.__version__}, cpus {os.cpu_count()}")
     if not (args.skip_speed or args.order_only):
         speed_table(args.quick)
+    if args.speed_only:
+        return
     if not args.order_only:
         accuracy_table(args.quick)
     if args.order or args.order_only:
