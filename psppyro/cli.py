@@ -22,13 +22,15 @@ def _add_demo(sub):
     p = sub.add_parser("demo", help="run the end-to-end demo and write its figures")
     p.add_argument("--out", default="demo_output", help="output folder (default: demo_output)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run of about a minute")
+    p.add_argument("--workers", type=int, default=None, help="simulation processes (default: all)")
     p.set_defaults(func=_run_demo)
 
 
 def _run_demo(args):
     from psppyro.demo import run_demo
 
-    run_demo(out=args.out, seed=args.seed)
+    run_demo(out=args.out, seed=args.seed, quick=args.quick, workers=args.workers)
 
 
 # --------------------------------------------------------------------------- generate

@@ -13,7 +13,7 @@ Example::
 """
 
 from .conductivity import conductivity, hashin_shtrikman_bounds, wiener_bounds
-from .elasticity import elasticity
+from .elasticity import elasticity, isotropic_stiffness, lame
 from .maps import PROPERTY_MAPS, PropertyMap, property_map
 from .permeability import (
     LOG_PERMEABILITY_FLOOR,
@@ -31,6 +31,8 @@ __all__ = [
     "elasticity",
     "extrapolate_permeability",
     "hashin_shtrikman_bounds",
+    "isotropic_stiffness",
+    "lame",
     "log_permeability",
     "percolates",
     "permeability",
