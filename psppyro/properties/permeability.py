@@ -301,7 +301,7 @@ def permeability(x, refine=1, method="mac"):
     Raises:
         ValueError: bad shape (fewer than 2 dims, non-square), NaN, values other than 0/1, an
             all-fluid image (infinite permeability), ``refine`` not an integer >= 1, unknown
-            ``method``.
+            ``method``, ``method="fem"`` with fewer than 3 pixels per side after refinement.
         TypeError: ``x`` is not numeric.
 
     Example::
@@ -315,6 +315,12 @@ def permeability(x, refine=1, method="mac"):
     x = _check_images(x)
     refine = _check_refine(refine)
     check_choice("method", method, _METHODS)
+    if method == "fem" and x.shape[-1] * refine < 3:
+        # on a 2 × 2 periodic grid two different mesh edges join the same pair of vertices
+        raise ValueError(
+            f"method='fem' needs at least 3 pixels per side after refinement, got N = "
+            f"{x.shape[-1]} with refine = {refine}; use refine >= 2 or method='mac'"
+        )
     fluid = _as_numpy_fluid(x)
     if refine > 1:
         fluid = fluid.repeat(refine, axis=-2).repeat(refine, axis=-1)

@@ -349,6 +349,12 @@ def test_bad_arguments_raise():
         permeability(x, refine=1.5)
     with pytest.raises(ValueError, match="method"):
         permeability(x, method="lbm")
+    tiny = torch.ones(2, 2)
+    tiny[0, 0] = 0.0
+    with pytest.raises(ValueError, match="at least 3 pixels"):
+        permeability(tiny, method="fem")
+    # refined once, the same image is meshed and solved
+    assert permeability(tiny, refine=2, method="fem")[0, 0].item() > 0
     with pytest.raises(ValueError, match="floor"):
         log_permeability(x, floor=float("nan"))
     with pytest.raises(ValueError, match="refines"):
