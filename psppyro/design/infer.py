@@ -305,7 +305,7 @@ def _infer_design(model, target, method, seed, options):
     with torch.no_grad():
         probe = model.property_dist(
             bounds.nan_to_num(0.0, 0.0, 0.0).mean(-1).clamp(bounds[:, 0], bounds[:, 1]),
-            torch.zeros(latent_dim, dtype=bounds.dtype),
+            torch.zeros(latent_dim, dtype=bounds.dtype, device=bounds.device),
         )
     if not isinstance(probe, torch.distributions.Distribution):
         raise TypeError(
