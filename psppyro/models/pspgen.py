@@ -604,11 +604,15 @@ class PSPGen(nn.Module):
         elif m_mask is None:
             loc, scale = self._encode_labelled(phi_n, x, m)
         else:
-            loc_l, scale_l = self._encode_labelled(phi_n, x, m)
-            loc_u, scale_u = self._encode_unlabelled(phi_n, x)
-            keep = m_mask[:, None]
-            loc = torch.where(keep, loc_l, loc_u)
-            scale = torch.where(keep, scale_l, scale_u)
+            # Each row goes through its own encoder only (index_copy is differentiable).
+            lab, unl = m_mask.nonzero().squeeze(-1), (~m_mask).nonzero().squeeze(-1)
+            loc, scale = phi_n.new_zeros(n, self.d_z0), phi_n.new_ones(n, self.d_z0)
+            if lab.numel():
+                loc_l, scale_l = self._encode_labelled(phi_n[lab], x[lab], m[lab])
+                loc, scale = loc.index_copy(0, lab, loc_l), scale.index_copy(0, lab, scale_l)
+            if unl.numel():
+                loc_u, scale_u = self._encode_unlabelled(phi_n[unl], x[unl])
+                loc, scale = loc.index_copy(0, unl, loc_u), scale.index_copy(0, unl, scale_u)
         with pyro.plate("data", n, dim=-1), poutine.scale(scale=1.0 if weight is None else weight):
             with poutine.scale(scale=self.beta):
                 return pyro.sample("z0", dist.Normal(loc, scale).to_event(1))
