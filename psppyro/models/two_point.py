@@ -16,6 +16,7 @@ or 3-D volumes).
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from psppyro._random import make_generator
@@ -79,9 +80,12 @@ def explained_variance_ratio(data, max_samples=2000, seed=0):
     if x.shape[0] < 2:
         raise ValueError(f"data must hold at least 2 images, got {x.shape[0]}")
     s2 = two_point_correlation(x, ndim=x.dim() - 1).reshape(x.shape[0], -1)
-    s2 = s2 - s2.mean(0)
-    sv = torch.linalg.svdvals(s2)
-    var = sv**2
+    s2 = (s2 - s2.mean(0)).to(torch.float64).cpu().numpy()
+    # The squared singular values of the centred data are the eigenvalues of its smaller Gram
+    # matrix; LAPACK's symmetric eigensolver on it is ~30x faster than torch's SVD on 2 CPU cores
+    # (1440 x 1296: 0.3 s vs 8 s) and the squared condition number is harmless for variance ratios.
+    gram = s2 @ s2.T if s2.shape[0] <= s2.shape[1] else s2.T @ s2
+    var = torch.from_numpy(np.linalg.eigvalsh(gram)[::-1].clip(min=0.0).copy())
     total = var.sum()
     if not bool(total > 0):
         raise ValueError("data: the two-point correlations have no variance (all images alike)")
