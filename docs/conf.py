@@ -22,3 +22,10 @@ napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 html_theme = "sphinx_rtd_theme"
 exclude_patterns = ["_build"]
+
+# Docstrings write absolute values as |Δc|; reST would read them as substitutions.
+rst_prolog = r"""
+.. |Δc| replace:: \|Δc\|
+.. |Δ ln k| replace:: \|Δ ln k\|
+.. |k_extrapolated − k_finest| replace:: \|k_extrapolated − k_finest\|
+"""

@@ -70,22 +70,22 @@ T = 5, S = 2, dx = 1. Each run is compared after re-binarization at c > 0 with a
 same scheme at Δt/2. The last three columns are what the design targets see: m = (ln k_xx, ln k_yy)
 (MAC Stokes, :func:`psppyro.properties.permeability.log_permeability`) against the reference's —
 median and max |Δ ln k| over the directions percolating in both (123 of 128), and the number of
-directions whose percolation flag flips:
+directions whose percolation flag flips::
 
-======  =====  ======  =======  =======  =======  =====  ==========  ==========  =====
-Δt      steps  % pix   max|Δc|  % pix    max|Δc|  void   med         max         flips
-               vs ref  vs ref   vs Δt/2  vs Δt/2  frac.  |Δ ln k|    |Δ ln k|
-======  =====  ======  =======  =======  =======  =====  ==========  ==========  =====
-0.1     50     2.88    0.78     1.31     0.33     0.728  0.085       0.72        2
-0.05    100    1.61    0.49     0.76     0.25     0.721  0.047       0.64        1
-0.04    125    1.34    0.41     0.67     0.21     0.720  0.041       1.81        0
-0.025   200    0.86    0.27     0.44     0.14     0.719  0.025       0.84        0
-0.02    250    0.68    0.22     0.34     0.11     0.718  0.019       0.84        0
-0.0125  400    0.42    0.14     0.19     0.07     0.717  0.014       0.66        0
-0.01    500    0.34    0.11     0.15     0.06     0.717  0.011       0.27        0
-0.005   1000   0.19    0.06     0.10     0.03     0.716  0.006       0.16        0
-0.0025  2000   0.09    0.03     0.04     0.01     0.716  0.001       0.16        0
-======  =====  ======  =======  =======  =======  =====  ==========  ==========  =====
+    ======  =====  ======  =======  =======  =======  =====  ==========  ==========  =====
+    Δt      steps  % pix   max|Δc|  % pix    max|Δc|  void   med         max         flips
+                   vs ref  vs ref   vs Δt/2  vs Δt/2  frac.  |Δ ln k|    |Δ ln k|
+    ======  =====  ======  =======  =======  =======  =====  ==========  ==========  =====
+    0.1     50     2.88    0.78     1.31     0.33     0.728  0.085       0.72        2
+    0.05    100    1.61    0.49     0.76     0.25     0.721  0.047       0.64        1
+    0.04    125    1.34    0.41     0.67     0.21     0.720  0.041       1.81        0
+    0.025   200    0.86    0.27     0.44     0.14     0.719  0.025       0.84        0
+    0.02    250    0.68    0.22     0.34     0.11     0.718  0.019       0.84        0
+    0.0125  400    0.42    0.14     0.19     0.07     0.717  0.014       0.66        0
+    0.01    500    0.34    0.11     0.15     0.06     0.717  0.011       0.27        0
+    0.005   1000   0.19    0.06     0.10     0.03     0.716  0.006       0.16        0
+    0.0025  2000   0.09    0.03     0.04     0.01     0.716  0.001       0.16        0
+    ======  =====  ======  =======  =======  =======  =====  ==========  ==========  =====
 
 The pixel and |Δc| errors halve with Δt (first order). Tolerance: at most 1 % differing pixels
 **and** max |Δc| ≤ 0.25 (an eighth of the jump between the phases) against the reference. The
