@@ -250,6 +250,16 @@ def read_chunk(group, config, k):
     return {name: group[name][sl] for name in names}
 
 
+def _checked_store(path):
+    """The store's configuration and its array group, after checking that it is ours."""
+    if store_state(path) != "ours":
+        raise ValueError(
+            f"no psppyro dataset store at {str(path)!r} (missing or never initialized)"
+        )
+    config = store_spec(read_format(path))
+    return config, check_arrays(path, config)
+
+
 def verify_dataset(path):
     """Re-read every completed chunk and compare it with the hash in its completion marker.
 
@@ -271,12 +281,7 @@ def verify_dataset(path):
         ...
         ValueError: no psppyro dataset store at ...
     """
-    if store_state(path) != "ours":
-        raise ValueError(
-            f"no psppyro dataset store at {str(path)!r} (missing or never initialized)"
-        )
-    config = store_spec(read_format(path))
-    group = check_arrays(path, config)
+    config, group = _checked_store(path)
     markers = read_markers(path)
     for k in sorted(markers):
         try:
@@ -321,12 +326,7 @@ def open_dataset(path, *, allow_incomplete=False, verify=False):
     """
     import xarray as xr
 
-    if store_state(path) != "ours":
-        raise ValueError(
-            f"no psppyro dataset store at {str(path)!r} (missing or never initialized)"
-        )
-    config = store_spec(read_format(path))
-    check_arrays(path, config)
+    config, _ = _checked_store(path)
     done = verify_dataset(path) if verify else sorted(read_markers(path))
     n_chunks = -(-config["n_phi"] * config["per_phi"] // config["chunk_size"])
     if len(done) != n_chunks and not allow_incomplete:
