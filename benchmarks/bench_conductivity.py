@@ -26,9 +26,9 @@ from __future__ import annotations
 import argparse
 import math
 import platform
-import time
 
 import torch
+from _timing import timed  # noqa: E402
 
 from psppyro.properties.conductivity import conductivity
 
@@ -47,24 +47,6 @@ def smoothed_noise_media(num, size, ndim=2, sigma=2.0, volume_fraction=0.5, seed
     x = torch.zeros_like(field)
     x.scatter_(1, field.argsort(dim=1)[:, : round(volume_fraction * field.shape[1])], 1.0)
     return x.reshape(shape).float()
-
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed(fn, device, repeats):
-    """Best wall time of ``repeats`` calls after one warm-up call."""
-    out = fn()
-    _sync(device)
-    best = math.inf
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        _sync(device)
-        best = min(best, time.perf_counter() - t0)
-    return best, out
 
 
 def throughput_2d(args, device):

@@ -32,6 +32,7 @@ import platform
 import time
 
 import torch
+from _timing import timed  # noqa: E402
 
 from psppyro.properties.elasticity import elasticity
 
@@ -51,24 +52,6 @@ def smoothed_noise_media(num, size, ndim=2, length=2.0, seed=0):
     field = torch.fft.ifftn(torch.fft.fftn(noise, dim=dims) * torch.exp(-0.5 * k2 * length**2),
                             dim=dims).real.reshape(num, -1)
     return (field > field.median(dim=1, keepdim=True).values).double().reshape(shape)
-
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed(fn, device, repeats):
-    """Best wall time of ``repeats`` calls after a warm-up call; returns (seconds, last output)."""
-    out = fn()
-    _sync(device)
-    best = math.inf
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        _sync(device)
-        best = min(best, time.perf_counter() - t0)
-    return best, out
 
 
 def throughput_2d(args, device):
