@@ -18,9 +18,8 @@ Run::
     .venv/bin/python benchmarks/bench_permeability.py --quick    # smoke run (small counts)
     .venv/bin/python benchmarks/bench_permeability.py --order    # also the convergence orders
 
-Samples come from ``psppyro.process.preset("pspgen36")`` when the process layer provides it, else
-from a documented stand-in (thresholded periodic smoothed Gaussian noise at void fraction 2/3,
-correlation length 2 pixels); the header says which.
+Samples come from ``psppyro.process.preset("pspgen36")`` (``"pspgen128"`` for the 128² row), with
+φ uniform in its box.
 """
 
 from __future__ import annotations
@@ -37,35 +36,20 @@ os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from scipy import ndimage  # noqa: E402
 
+from psppyro.process import preset  # noqa: E402
 from psppyro.properties import extrapolate_permeability, permeability  # noqa: E402
 
 
-def stand_in_samples(num, size=36, seed=0, sigma=2.0, void_fraction=2.0 / 3.0):
-    """Thresholded periodic smoothed white noise (exact void fraction), a pspgen-like stand-in."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(num):
-        g = ndimage.gaussian_filter(rng.standard_normal((size, size)), sigma, mode="wrap")
-        out.append(g > np.quantile(g, 1.0 - void_fraction))
-    return torch.tensor(np.stack(out), dtype=torch.float64), "stand-in (smoothed noise, sigma=2 px)"
-
-
 def samples(num, size=36, seed=0):
-    """``num`` binary images from the pspgen preset if available, else the stand-in."""
-    try:
-        from psppyro.process import preset
-
-        proc = preset("pspgen36" if size == 36 else "pspgen128")
-        bounds = proc.phi_bounds.double()
-        gen = torch.Generator().manual_seed(seed)
-        u = torch.rand(num, bounds.shape[0], generator=gen, dtype=torch.float64)
-        phi = bounds[:, 0] + u * (bounds[:, 1] - bounds[:, 0])
-        x = proc.sample(phi, num_samples=1, seed=seed).reshape(num, size, size).double()
-        return x, f"pspgen{size} preset, phi uniform in its box"
-    except (ImportError, NotImplementedError, KeyError, AttributeError, ValueError):
-        return stand_in_samples(num, size, seed)
+    """``num`` binary images of the pspgen preset at φ uniform in its box, and a description."""
+    proc = preset("pspgen36" if size == 36 else "pspgen128")
+    bounds = proc.phi_bounds.double()
+    gen = torch.Generator().manual_seed(seed)
+    u = torch.rand(num, bounds.shape[0], generator=gen, dtype=torch.float64)
+    phi = bounds[:, 0] + u * (bounds[:, 1] - bounds[:, 0])
+    x = proc.sample(phi, num_samples=1, seed=seed).reshape(num, size, size).double()
+    return x, f"pspgen{size} preset, phi uniform in its box"
 
 
 def _solve_chunk(images):

@@ -54,6 +54,7 @@ References:
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 
 import torch
 from torch.distributions import Independent, MultivariateNormal, Normal
@@ -145,23 +146,23 @@ def _mc_sample(dist, num_mc):
     return dist.sample((num_mc,))
 
 
-class Target:
+class Target(ABC):
     """Base class of design targets. Subclasses define ``dim`` and the methods below."""
 
     #: whether the target defines a per-(φ, z) utility (O1); False for O2 densities.
     has_utility = True
 
+    @abstractmethod
     def log_utility(self, dist):
         """log E_{m ~ dist}[u(m)] for a property distribution with event shape (d_m,)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def utility(self, m):
         """u(m) for property values ``m`` of shape (..., d_m)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def config(self):
         """A JSON-serializable description of the target."""
-        raise NotImplementedError
 
 
 class Box(Target):

@@ -29,6 +29,7 @@ Any constructor argument of :class:`GaussianRandomField` can be overridden, e.g.
 
 from __future__ import annotations
 
+from .cahn_hilliard import CahnHilliard
 from .grf import GaussianRandomField
 from .spectral import (
     GaussianFilterDensity,
@@ -52,12 +53,6 @@ PRESETS = {
     "(sigma in [1,7]^3 pixels), volume fraction 0.5",
 }
 
-
-def _cahn_hilliard(**kwargs):
-    # imported lazily: the Cahn–Hilliard solver is a separate module of this layer
-    from .cahn_hilliard import CahnHilliard
-
-    return CahnHilliard(**kwargs)
 
 
 def preset(name, **overrides):
@@ -101,7 +96,7 @@ def preset(name, **overrides):
         ch = None
     kwargs["threshold"] = "hard"
     if "phase_field" not in overrides:
-        kwargs["phase_field"] = _cahn_hilliard(**ch) if ch is not None else None
+        kwargs["phase_field"] = CahnHilliard(**ch) if ch is not None else None
     kwargs.update(overrides)
     return GaussianRandomField(**kwargs)
 
@@ -137,7 +132,7 @@ def from_config(config):
     if pf is None:
         kwargs["phase_field"] = None
     elif isinstance(pf, dict) and pf.get("type") == "CahnHilliard":
-        kwargs["phase_field"] = _cahn_hilliard(**{k: v for k, v in pf.items() if k != "type"})
+        kwargs["phase_field"] = CahnHilliard(**{k: v for k, v in pf.items() if k != "type"})
     else:
         raise ValueError(
             f"config['phase_field'] must be None or a CahnHilliard config, got {pf!r}; a phase "

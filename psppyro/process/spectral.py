@@ -42,6 +42,7 @@ References:
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 
 import pyro.distributions as dist
 import torch
@@ -95,7 +96,7 @@ def _expand_param(p, ndim):
     return p.reshape(p.shape + (1,) * ndim)
 
 
-class SpectralDensity:
+class SpectralDensity(ABC):
     """Base class of a φ-indexed spectral density S_φ(k).
 
     Subclasses set the parameter names and bounds in ``__init__`` and implement ``_density(phi, k)``
@@ -193,8 +194,9 @@ class SpectralDensity:
         k = self.check_k(k).to(device=phi.device, dtype=phi.dtype)
         return self._density(phi, k)
 
-    def _density(self, phi, k):  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def _density(self, phi, k):
+        """S_φ(k) for validated ``phi`` (..., d_φ) and ``k`` (d, *shape)."""
 
     def config(self):
         """JSON-serializable constructor arguments plus ``"type"`` (:func:`density_from_config`)."""

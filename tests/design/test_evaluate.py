@@ -156,10 +156,7 @@ def test_workers_do_not_change_the_answer():
 
 @pytest.mark.slow
 def test_evaluate_with_real_process_preset():
-    try:
-        proc = pp.process.preset("rixner64")
-    except NotImplementedError:
-        pytest.skip("process preset 'rixner64' not implemented yet")
+    proc = pp.process.preset("rixner64")
     phi = torch.zeros(proc.phi_bounds.shape[0])
     box = Box([0.0, 0.0], [100.0, 100.0])
     p, se, m = evaluate(

@@ -15,21 +15,6 @@ from psppyro.process import (
 )
 
 
-def _cahn_hilliard_available():
-    from psppyro.process.cahn_hilliard import CahnHilliard
-
-    try:
-        CahnHilliard(D=10.0, gamma=2.0, T=5.0)
-    except NotImplementedError:
-        return False
-    return True
-
-
-needs_ch = pytest.mark.skipif(
-    not _cahn_hilliard_available(), reason="CahnHilliard not implemented yet"
-)
-
-
 def _orientation(x):
     """Mean correlation lengths along y (axis -2) and x (axis -1) over samples."""
     return float(correlation_length(x, -2).mean()), float(correlation_length(x, -1).mean())
@@ -103,15 +88,11 @@ def test_filtered3d_sample_and_orientation():
     assert lengths[2] > 3 * max(lengths[0], lengths[1]), lengths
 
 
-def test_overrides_and_lazy_cahn_hilliard():
+def test_preset_overrides():
     proc = preset("pspgen36", phase_field=None, volume_fraction=0.5)
     assert proc.volume_fraction == 0.5 and proc.phase_field is None
-    if not _cahn_hilliard_available():
-        with pytest.raises(NotImplementedError):
-            preset("pspgen36")
 
 
-@needs_ch
 def test_pspgen_presets_with_cahn_hilliard():
     from psppyro.process import CahnHilliard
 
