@@ -8,7 +8,7 @@ This module imports only torch and numpy so that every layer may use it.
 from __future__ import annotations
 
 import math
-from numbers import Real
+from numbers import Integral, Real
 
 import numpy as np
 import torch
@@ -17,6 +17,8 @@ __all__ = [
     "as_tensor",
     "check_binary",
     "check_finite",
+    "check_int",
+    "check_seed",
     "check_in_bounds",
     "check_interval",
     "check_last_dim",
@@ -56,6 +58,82 @@ def as_tensor(name, value, dtype=None, device=None):
             f"{name} must be a number, sequence of numbers or tensor, got {_short(value)}"
         ) from err
     return torch.as_tensor(arr, dtype=dtype or torch.get_default_dtype(), device=device)
+
+
+def check_int(name: str, value, minimum: int | None = 1, maximum: int | None = None) -> int:
+    """Return ``value`` as a Python ``int`` after checking its type and range.
+
+    Python and NumPy integers are accepted; ``bool``, floats (even ``3.0``), strings, tensors and
+    ``None`` are refused.
+
+    Args:
+        name: the argument's name, used in the error message.
+        value: the value to check.
+        minimum: smallest allowed value (inclusive); ``None`` for no lower bound.
+        maximum: largest allowed value (inclusive); ``None`` for no upper bound.
+
+    Returns:
+        ``int(value)``.
+
+    Raises:
+        TypeError: ``value`` is not an integer (or is a ``bool``).
+        ValueError: ``value`` lies outside ``[minimum, maximum]``.
+
+    Example::
+
+        >>> check_int("num_samples", np.int64(5))
+        5
+        >>> check_int("warmup_steps", 0, minimum=0)
+        0
+    """
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise TypeError(f"{name} must be an integer, got {_short(value)} ({type(value).__name__})")
+    v = int(value)
+    if (minimum is not None and v < minimum) or (maximum is not None and v > maximum):
+        if maximum is None:
+            allowed = f">= {minimum}"
+        elif minimum is None:
+            allowed = f"<= {maximum}"
+        else:
+            allowed = f"in [{minimum}, {maximum}]"
+        raise ValueError(f"{name} must be an integer {allowed}, got {v}")
+    return v
+
+
+_SEED_MAX = 2**63 - 1
+
+
+def check_seed(name: str, seed, allow_none: bool = False) -> int | None:
+    """Return ``seed`` as a Python ``int`` in ``[0, 2**63 - 1]``.
+
+    Args:
+        name: the argument's name, used in the error message.
+        seed: a Python or NumPy integer (not ``bool``).
+        allow_none: if true, ``None`` is returned unchanged (callers that draw a fresh seed).
+
+    Returns:
+        ``int(seed)``, or ``None`` when ``seed is None`` and ``allow_none``.
+
+    Raises:
+        TypeError: ``seed`` is not an integer.
+        ValueError: ``seed`` is negative or larger than ``2**63 - 1``.
+
+    Example::
+
+        >>> check_seed("seed", np.uint32(7))
+        7
+    """
+    if seed is None and allow_none:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, Integral):
+        raise TypeError(
+            f"{name} must be a non-negative integer seed, got {_short(seed)} "
+            f"({type(seed).__name__})"
+        )
+    v = int(seed)
+    if not 0 <= v <= _SEED_MAX:
+        raise ValueError(f"{name} must be an integer seed in [0, 2**63 - 1], got {v}")
+    return v
 
 
 def check_finite(name, t):
