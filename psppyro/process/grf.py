@@ -2,7 +2,8 @@ r"""Gaussian random field microstructures: p(x | φ) by filtered white noise and
 
 A process draws white noise :math:`\xi` on the periodic N×N (or N×N×N) pixel grid, filters it in
 Fourier space with the amplitude :math:`\sqrt{S_\phi(k)}` of a spectral density
-(:mod:`psppyro.process.spectral`), normalizes the field and thresholds it (DESIGN §3):
+(:mod:`psppyro.process.spectral`), normalizes the field and thresholds it (see
+``docs/architecture.md``, conventions):
 
 .. math::
 
@@ -14,6 +15,17 @@ unit *expected* variance; every field is then standardized to zero mean and unit
 sample, :math:`x_g = (g - \bar g)/\mathrm{sd}(g)`. Because the filter acts on the discrete Fourier
 transform, the field is an exactly periodic circular convolution of the noise: shifting the noise
 circularly shifts the field.
+
+*Filter amplitude.* ``filter_amplitude="sqrt"`` (default) is the reading above: the filter is
+:math:`\sqrt{S}`, so the power spectrum of the field is :math:`S` itself, the textbook meaning
+of a spectral density. ``filter_amplitude="density"`` uses :math:`S` itself as the filter, so the
+power spectrum is :math:`S^2` (normalized the same way,
+:math:`\tilde P = n\,S^2 1[k\neq0]/\sum_{k'\neq0}S(k')^2`, filter :math:`\sqrt{\tilde P}
+\propto S`). Squaring a Gaussian bump :math:`e^{-\phi_2 k^2}` doubles its decay rate (features
+√2 longer) and, for the PSP-GEN mixture, sharpens the anisotropy: far from the origin, where one
+term dominates, the weights enter as :math:`w^2` and :math:`(1-w)^2` (9 : 1 becomes 81 : 1).
+This is the amplitude of the reconstructed PSP-GEN simulator (``preset("pspgen36-paper")``,
+``docs/pspgen_reconstruction.md``), whose paper does not say which of the two it used.
 
 *Hard threshold.* Phase 1 is the ``round(vf·n)`` pixels with the largest field values (per
 sample, the empirical quantile), so the volume fraction of phase 1 is exact.
@@ -52,6 +64,7 @@ __all__ = ["GaussianRandomField", "hard_threshold", "relaxed_threshold"]
 
 THRESHOLDS = ("hard", "relaxed")
 NOISES = ("normal", "uniform")
+FILTER_AMPLITUDES = ("sqrt", "density")
 
 
 def hard_threshold(field, volume_fraction, ndim):
@@ -120,10 +133,14 @@ class GaussianRandomField:
             ``(..., *shape)`` to a binary image (e.g. ``CahnHilliard(...)``); requires
             ``threshold="hard"``.
         noise (str): ``"normal"`` or ``"uniform"`` white noise (see the module docstring).
+        filter_amplitude (str): ``"sqrt"`` (default: filter √S, power spectrum S) or
+            ``"density"`` (filter S, power spectrum S², the reconstructed PSP-GEN reading; see
+            the module docstring).
 
     Raises:
         ValueError: on unsupported dimensions, an sdf defined for other dimensions, a volume
-            fraction outside (0, 1), a non-positive ``eps``, or an unknown threshold/noise.
+            fraction outside (0, 1), a non-positive ``eps``, or an unknown
+            threshold/noise/filter_amplitude.
         TypeError: if ``sdf`` is not a :class:`SpectralDensity` or ``phase_field`` not callable.
 
     Example::
@@ -144,6 +161,7 @@ class GaussianRandomField:
         eps=25.0,
         phase_field=None,
         noise="normal",
+        filter_amplitude="sqrt",
     ):
         if isinstance(shape, int) or not hasattr(shape, "__len__"):
             raise ValueError(f"shape must be a tuple (N, N) or (N, N, N), got {shape!r}")
@@ -165,6 +183,7 @@ class GaussianRandomField:
         check_choice("threshold", threshold, THRESHOLDS)
         check_positive("eps", eps)
         check_choice("noise", noise, NOISES)
+        check_choice("filter_amplitude", filter_amplitude, FILTER_AMPLITUDES)
         if phase_field is not None:
             if not callable(phase_field):
                 raise TypeError(f"phase_field must be callable or None, got {phase_field!r}")
@@ -180,6 +199,7 @@ class GaussianRandomField:
         self.eps = float(eps)
         self.phase_field = phase_field
         self.noise = noise
+        self.filter_amplitude = filter_amplitude
         self._k = wavenumbers(self._shape, dtype=torch.float64)
 
     # ------------------------------------------------------------------ properties
@@ -222,7 +242,9 @@ class GaussianRandomField:
         r"""The real-FFT filter :math:`\sqrt{\tilde S_\phi}` of shape ``(..., N, …, N//2+1)``.
 
         :math:`\tilde S` has the mean mode removed and is scaled so the filtered field has unit
-        expected variance (module docstring). Differentiable in φ.
+        expected variance (module docstring). With ``filter_amplitude="density"`` the filter is
+        :math:`\sqrt{\tilde P}`, :math:`\tilde P \propto S_\phi^2` normalized the same way.
+        Differentiable in φ.
 
         Args:
             phi (torch.Tensor): ``(..., d_phi)``.
@@ -243,8 +265,12 @@ class GaussianRandomField:
         not_mean = (k != 0).any(0)
         S = torch.where(not_mean, S, torch.zeros_like(S))
         n = math.prod(self._shape)
-        S = S * (n / S.sum(self._dims, keepdim=True))
         half = slice(0, self._shape[-1] // 2 + 1)
+        if self.filter_amplitude == "density":
+            # filter ∝ S itself (power S²): no square root, so the gradient is finite everywhere
+            scale = (n / S.pow(2).sum(self._dims, keepdim=True)).sqrt()
+            return S[..., half] * scale
+        S = S * (n / S.sum(self._dims, keepdim=True))
         # clamp before sqrt: d sqrt(S)/dS is infinite at S = 0 (the mean mode, or modes where
         # exp underflows), which would turn the chain rule's 0 * inf into NaN
         tiny = torch.finfo(S.dtype).tiny
@@ -395,6 +421,7 @@ class GaussianRandomField:
             "threshold": self.threshold,
             "eps": self.eps,
             "noise": self.noise,
+            "filter_amplitude": self.filter_amplitude,
             "phase_field": pf_cfg,
         }
 
@@ -403,5 +430,6 @@ class GaussianRandomField:
         return (
             f"GaussianRandomField(shape={self._shape}, sdf={self.sdf!r}, "
             f"volume_fraction={self.volume_fraction:g}, threshold={self.threshold!r}, "
-            f"eps={self.eps:g}, phase_field={pf}, noise={self.noise!r})"
+            f"eps={self.eps:g}, phase_field={pf}, noise={self.noise!r}, "
+            f"filter_amplitude={self.filter_amplitude!r})"
         )

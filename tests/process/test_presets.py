@@ -21,7 +21,10 @@ def _orientation(x):
 
 
 def test_known_names_and_unknown_name_error():
-    assert set(PRESETS) == {"pspgen36", "pspgen128", "pspgen10d", "rixner64", "filtered3d"}
+    assert set(PRESETS) == {
+        "pspgen36", "pspgen128", "pspgen10d", "rixner64", "filtered3d",
+        "pspgen36-paper", "pspgen128-paper", "pspgen10d-paper",
+    }
     assert all(isinstance(v, str) and v for v in PRESETS.values())
     with pytest.raises(ValueError, match=r"name must be one of \['filtered3d', 'pspgen10d'"):
         preset("pspgen37")
@@ -33,6 +36,9 @@ def test_known_names_and_unknown_name_error():
         ("pspgen36", (36, 36), PSPGenDensity, 2, 2 / 3),
         ("pspgen128", (128, 128), PSPGenDensity, 2, 2 / 3),
         ("pspgen10d", (36, 36), PSPGen10DDensity, 10, 2 / 3),
+        ("pspgen36-paper", (36, 36), PSPGenDensity, 2, 2 / 3),
+        ("pspgen128-paper", (128, 128), PSPGenDensity, 2, 2 / 3),
+        ("pspgen10d-paper", (36, 36), PSPGen10DDensity, 10, 2 / 3),
         ("rixner64", (64, 64), SpectralMixtureDensity, 100, 0.5),
         ("filtered3d", (51, 51, 51), GaussianFilterDensity, 3, 0.5),
     ],
@@ -114,3 +120,45 @@ def test_pspgen_presets_with_cahn_hilliard():
     assert ly > 1.5 * lx, (ly, lx)
     ly, lx = _orientation(x[1])
     assert lx > 1.5 * ly, (ly, lx)
+
+
+@pytest.mark.parametrize("name", ["pspgen36", "pspgen128", "pspgen10d"])
+def test_literal_presets_stay_literal_and_paper_presets_differ_only_in_two_details(name):
+    lit, pap = preset(name).config(), preset(name + "-paper").config()
+    assert lit["filter_amplitude"] == "sqrt" and lit["phase_field"]["dx"] == 1.0
+    assert pap["filter_amplitude"] == "density" and pap["phase_field"]["dx"] == 2.0
+    assert pap["phase_field"]["dt"] is None  # the validated default step, as the literal preset
+    gamma = 10.0 if name == "pspgen128" else 2.0
+    for cfg in (lit, pap):
+        ch = cfg["phase_field"]
+        assert (ch["D"], ch["gamma"], ch["T"]) == (10.0, gamma, 5.0)
+    # everything else identical
+    diff = {k for k in lit if lit[k] != pap[k]}
+    assert diff == {"filter_amplitude", "phase_field"}
+    assert {k for k in lit["phase_field"] if lit["phase_field"][k] != pap["phase_field"][k]} == {
+        "dx"
+    }
+    rebuilt = from_config(pap)
+    assert rebuilt.config() == pap
+    assert "reconstructed" in PRESETS[name + "-paper"] and "dx=2" in PRESETS[name + "-paper"]
+
+
+def test_paper_preset_overrides_and_same_noise_as_literal():
+    proc = preset("pspgen36-paper", phase_field=None)
+    assert proc.phase_field is None and proc.filter_amplitude == "density"
+    lit = preset("pspgen36", filter_amplitude="density", phase_field=None)
+    phi = torch.tensor([[1.0, 2.0], [9.0, 0.2]])
+    assert torch.equal(proc.sample(phi, 3, seed=2), lit.sample(phi, 3, seed=2))
+    rebuilt = from_config(preset("pspgen36-paper").config())
+    x = rebuilt.sample(phi, 2, seed=5)
+    assert torch.equal(x, preset("pspgen36-paper").sample(phi, 2, seed=5))
+
+
+def test_paper_preset_keeps_the_anisotropy_through_cahn_hilliard():
+    """phi = (1, 2): literal CH rounds the streaks (ly/lx ≈ 2.5); the paper reading keeps them (≈ 8)."""
+    phi = torch.tensor([1.0, 2.0])
+    lit = preset("pspgen36").sample(phi, 32, seed=0)
+    pap = preset("pspgen36-paper").sample(phi, 32, seed=0)
+    ly_l, lx_l = _orientation(lit)
+    ly_p, lx_p = _orientation(pap)
+    assert ly_p / lx_p > 2 * (ly_l / lx_l), (ly_p / lx_p, ly_l / lx_l)
