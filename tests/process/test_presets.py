@@ -155,7 +155,7 @@ def test_paper_preset_overrides_and_same_noise_as_literal():
 
 
 def test_paper_preset_keeps_the_anisotropy_through_cahn_hilliard():
-    """phi = (1, 2): literal CH rounds the streaks (ly/lx ≈ 2.5); the paper reading keeps them (≈ 8)."""
+    """phi = (1, 2): literal CH rounds the streaks (ly/lx ≈ 2.5); paper reading: ≈ 8."""
     phi = torch.tensor([1.0, 2.0])
     lit = preset("pspgen36").sample(phi, 32, seed=0)
     pap = preset("pspgen36-paper").sample(phi, 32, seed=0)
