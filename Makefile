@@ -34,7 +34,7 @@ bench: $(STAMP)
 
 docs: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[docs]"
-	$(VENV)/bin/sphinx-build -q -b html docs docs/_build/html
+	$(VENV)/bin/sphinx-build -q -W --keep-going -b html docs docs/_build/html
 
 clean:
 	rm -rf $(VENV) docs/_build .pytest_cache .ruff_cache

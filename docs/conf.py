@@ -15,7 +15,15 @@ extensions = [
     "sphinx.ext.mathjax",
     "sphinx.ext.napoleon",
     "sphinx.ext.viewcode",
+    "myst_parser",
 ]
+source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
+# Markdown headings get anchors, so docstrings and pages can link to
+# ``architecture.md#cell-and-units`` and the like.
+myst_heading_anchors = 3
+# Type hints are rendered in the signatures, with short names (``Tensor``, not ``torch.Tensor``).
+autodoc_typehints = "signature"
+autodoc_typehints_format = "short"
 autosummary_generate = True
 autodoc_member_order = "bysource"
 napoleon_google_docstring = True

@@ -70,11 +70,11 @@ def _task(args):
 
 
 def simulate_properties(phi, process, properties, num_samples, seed=0, workers=1, chunk_size=64):
-    """Simulate m for each φ: Tensor (*phi.shape[:-1], num_samples, d_m) (float64, on CPU).
+    """Simulate m for each φ: Tensor ``(*phi.shape[:-1], num_samples, d_m)`` (float64, on CPU).
 
     Args:
         phi: Tensor (d_φ,) or (..., d_φ), inside ``process.phi_bounds`` when the process has them.
-        process: object with ``sample(phi, num_samples=n, seed=s)`` → images (n, *image).
+        process: object with ``sample(phi, num_samples=n, seed=s)`` → images ``(n, *image)``.
         properties: property-map name (e.g. ``"log_permeability"``), ``PropertyMap`` or callable
             x → m (..., d_m).
         num_samples: simulations per φ. seed: int. workers: process-pool size (1 = in this process).

@@ -539,7 +539,7 @@ class PSPGen(nn.Module):
 
         Args:
             phi: (n, d_phi) process parameters (physical units).
-            x: (n, *x_shape) binary images to condition on, or None to sample them.
+            x: ``(n, *x_shape)`` binary images to condition on, or None to sample them.
             m: (n, d_m) properties (physical units) to condition on, or None to sample them.
             m_mask: (n,) bool, True where m is observed; other rows have the "m" site masked out
                 (their m entries are ignored, NaN allowed).
@@ -579,7 +579,7 @@ class PSPGen(nn.Module):
         """Amortized guide: q(z0 | x, m, φ) for labelled rows, q(z0 | x, φ) for the others.
 
         Args:
-            phi: (n, d_phi); x: (n, *x_shape) binary; m: (n, d_m) or None (all rows unlabelled);
+            phi: (n, d_phi); x: ``(n, *x_shape)`` binary; m: (n, d_m) or None (all rows unlabelled);
             m_mask: (n,) bool, True for labelled rows (default: all rows labelled when m is given);
             weight: as in :meth:`model`.
 
@@ -687,7 +687,7 @@ class PSPGen(nn.Module):
         """Mean and standard deviation of the amortized guide (x-only guide when ``m`` is None).
 
         Args:
-            phi: (..., d_phi); x: (..., *x_shape) binary; m: (..., d_m) or None.
+            phi: (..., d_phi); x: ``(..., *x_shape)`` binary; m: (..., d_m) or None.
 
         Returns:
             tuple(Tensor, Tensor): loc and scale, each (..., d_z0).
@@ -716,7 +716,7 @@ class PSPGen(nn.Module):
         """Samples of p(m | φ, x) ≈ ∫ p(m | z0, g(φ)) q(z0 | x, φ) dz0 (x-only guide).
 
         Args:
-            phi: (..., d_phi); x: (..., *x_shape) binary images.
+            phi: (..., d_phi); x: ``(..., *x_shape)`` binary images.
             num_samples (int): samples per input; seed (int, optional).
 
         Returns:
@@ -742,7 +742,7 @@ class PSPGen(nn.Module):
         """E[m | φ, x] = E_{q(z0|x,φ)}[μ_m(z0, g(φ))], a Monte Carlo average over the guide.
 
         Args:
-            phi: (..., d_phi); x: (..., *x_shape); num_samples (int); seed (int, optional).
+            phi: (..., d_phi); x: ``(..., *x_shape)``; num_samples (int); seed (int, optional).
 
         Returns:
             Tensor: (..., d_m) in physical units.
@@ -763,10 +763,10 @@ class PSPGen(nn.Module):
         """Pixel probabilities sigmoid(D_x(z0, g(φ))) at the guide mean of z0.
 
         Args:
-            phi: (..., d_phi); x: (..., *x_shape) binary; m: (..., d_m) or None (x-only guide).
+            phi: (..., d_phi); x: ``(..., *x_shape)`` binary; m: (..., d_m) or None (x-only guide).
 
         Returns:
-            Tensor: (..., *x_shape) probabilities in (0, 1).
+            Tensor: ``(..., *x_shape)`` probabilities in (0, 1).
 
         Example::
 
@@ -788,7 +788,7 @@ class PSPGen(nn.Module):
             threshold (float): pixel probability above which a pixel is phase 1, in (0, 1).
 
         Returns:
-            Tensor: (num_samples, ..., *x_shape) with values 0./1.
+            Tensor: ``(num_samples, ..., *x_shape)`` with values 0./1.
 
         Example::
 

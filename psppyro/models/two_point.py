@@ -2,7 +2,7 @@
 
 PSP-GEN chooses the size d_z1 of its process latent by a rule on the *training microstructures*
 (Zang & Koutsourelakis, "PSP-GEN", Acta Materialia 284, 120600, 2025): compute each image's periodic
-two-point correlation
+two-point correlation::
 
     S2(r) = (1/N) Σ_u x(u) x(u + r)       (FFT: S2 = IFFT(|FFT(x)|²) / N),
 

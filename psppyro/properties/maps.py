@@ -1,6 +1,6 @@
 """Named property maps: the paper set-ups' SP links, usable by name in data generation and design.
 
-A :class:`PropertyMap` turns a batch of binary images ``x`` (..., *image) into a property vector
+A :class:`PropertyMap` turns a batch of binary images ``x`` ``(..., *image)`` into a property vector
 ``m`` (..., d_m) plus per-component flags (for example whether a direction percolates).
 
 - ``log_permeability``: m = (ln k_xx, ln k_yy), Stokes flow, phase 1 = fluid, non-percolating
@@ -66,7 +66,7 @@ class PropertyMap:
         return len(self.components)
 
     def evaluate(self, x):
-        """Return ``(m, flags)`` for images ``x`` of shape (..., *image)."""
+        """Return ``(m, flags)`` for images ``x`` of shape ``(..., *image)``."""
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
         if x.dim() < self.ndim:
