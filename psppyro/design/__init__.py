@@ -29,10 +29,15 @@ from .compare import Comparison, compare_posteriors, energy_distance, wasserstei
 from .evaluate import ReferenceMap, design_table, evaluate, reference_map, simulate_properties
 from .infer import METHODS, DesignResult, infer_design, to_inference_data
 from .objectives import check_model, estimate_objective, log_marginal_density
+from .paper_targets import PAPER_CASES, PaperDesign, paper_reference, paper_targets
 from .targets import Box, Target, TargetDensity, TargetValue
 
 __all__ = [
     "METHODS",
+    "PAPER_CASES",
+    "PaperDesign",
+    "paper_reference",
+    "paper_targets",
     "Box",
     "Comparison",
     "DesignResult",
