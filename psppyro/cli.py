@@ -4,17 +4,173 @@ Each sub-command lives in its own pair of functions, ``_add_<name>(subparsers)``
 ``_run_<name>(args)`` (work), and imports what it needs lazily so that ``psppyro --help`` is
 instant.
 
+**Errors.** A mistake of the user (a ``ValueError``, ``TypeError`` or ``OSError``, an exception
+class of psppyro's own, or a ``RuntimeError`` raised by psppyro's code) is printed as one line,
+``psppyro <command>: <message>``, on standard error with exit status 2; ``--debug`` (before or
+after the command) prints the traceback too. Anything else is a bug and shows its traceback.
+Handlers check their arguments (counts, seeds, output paths, target dimension) before the
+expensive work.
+
 Example::
 
     $ psppyro demo --out demo_output
+    $ psppyro evaluate --process pspgen36 --phi 1 2 --low -5 -5 --high -6 -6
+    psppyro evaluate: low must be < high in every component; component 0: low=-5 >= high=-6
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]
+
+
+# --------------------------------------------------------------------------- shared checks
+def _check_out_file(path, option="--out"):
+    """Refuse an output file that cannot be written, before any work is done.
+
+    The folder that will hold ``path`` must exist and be writable, and ``path`` must not be a
+    folder. Raises ``ValueError`` naming ``option`` and the path.
+    """
+    path = os.path.abspath(os.fspath(path))
+    parent = os.path.dirname(path)
+    if os.path.isdir(path):
+        raise ValueError(f"{option} {path!r} is a folder; give a file name")
+    if not os.path.isdir(parent):
+        raise ValueError(f"{option} {path!r}: the folder {parent!r} does not exist; create it")
+    if not os.access(parent, os.W_OK):
+        raise ValueError(f"{option} {path!r}: the folder {parent!r} is not writable")
+
+
+def _check_out_store(path, option="--out"):
+    """Refuse a Zarr store path (a folder made by the command) whose parent folder is missing."""
+    path = os.path.abspath(os.fspath(path))
+    parent = os.path.dirname(path)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"{option} {path!r} is a file, not a store folder")
+    if not os.path.isdir(parent):
+        raise ValueError(f"{option} {path!r}: the folder {parent!r} does not exist; create it")
+    if not os.access(parent, os.W_OK):
+        raise ValueError(f"{option} {path!r}: the folder {parent!r} is not writable")
+
+
+def _check_in_path(path, option):
+    """Refuse an input path that does not exist (``ValueError`` naming ``option``)."""
+    if not os.path.exists(os.fspath(path)):
+        raise ValueError(f"{option} {os.fspath(path)!r} does not exist")
+
+
+def _check_counts(args, **minimums):
+    """Check integer options of ``args`` (``dest=minimum``; ``None`` values are skipped)."""
+    from psppyro._validation import check_int
+
+    for dest, minimum in minimums.items():
+        value = getattr(args, dest)
+        if value is not None:
+            check_int("--" + dest.replace("_", "-"), value, minimum=minimum)
+
+
+def _check_device(device):
+    """Refuse a torch device string that is malformed or not available here."""
+    if device is None:
+        return
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except RuntimeError as err:
+        raise ValueError(
+            f"--device must be a torch device such as cpu or cuda, got {device!r}"
+        ) from err
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device!r}: CUDA is not available on this machine")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"--device {device!r}: MPS is not available on this machine")
+
+
+def _process_and_properties(process, properties, target=None):
+    """Resolve ``--process`` / ``--properties`` names and check the target's dimension against them.
+
+    Cheap (no simulation), so a handler calls it first. Returns ``(process, property_map)``.
+    """
+    import psppyro as pp
+
+    for option, value, names in (
+        ("--process", process, pp.process.PRESETS),
+        ("--properties", properties, pp.properties.PROPERTY_MAPS),
+    ):
+        if value not in names:
+            raise ValueError(f"{option} must be one of {', '.join(names)}; got {value!r}")
+    proc = pp.process.preset(process)
+    pm = pp.properties.property_map(properties)
+    ndim = len(getattr(proc, "shape", ())) or None
+    if ndim is not None and ndim != pm.ndim:
+        raise ValueError(
+            f"--properties {properties!r} takes {pm.ndim}-D images but --process {process!r} "
+            f"makes {ndim}-D ones"
+        )
+    if target is not None and target.dim != pm.dim:
+        raise ValueError(
+            f"the target has {target.dim} components but --properties {properties!r} gives "
+            f"{pm.dim} ({', '.join(pm.components)})"
+        )
+    return proc, pm
+
+
+def _check_design_args(args):
+    """Validate the ``design`` sub-command's options before the model is loaded or designed.
+
+    Checks ``--model`` exists, ``--out`` is writable, ``--seed``, ``--num-samples``, ``--workers``
+    and, when ``--process`` is given, the process and property names and the target's dimension.
+    """
+    from psppyro._validation import check_seed
+
+    _check_in_path(args.model, "--model")
+    if getattr(args, "out", None):
+        _check_out_file(args.out)
+    check_seed("--seed", args.seed)
+    _check_counts(args, num_samples=1, workers=1)
+    if getattr(args, "process", None):
+        _process_and_properties(args.process, args.properties, _target_from_args(args))
+
+
+class _HelpWithList(argparse.Action):
+    """``-h/--help`` that appends a list (e.g. the presets) computed only when help is asked for.
+
+    Keeps ``psppyro --help`` instant: the list may need heavy imports.
+    """
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS,
+                 help="show this help message and exit", listing=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+        self.listing = listing
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.print_help()
+        print()
+        print(self.listing())
+        parser.exit()
+
+
+def _list_dataset_presets():
+    from psppyro.data import DATASET_PRESETS
+
+    lines = ["dataset presets (PRESET; sizes at --scale 1):"]
+    for p in DATASET_PRESETS.values():
+        size = f"{p.n_phi} phi x {p.per_phi}"
+        lines.append(f"  {p.name:<26} {p.process:<16} {p.properties:<22} {size}")
+    return "\n".join(lines)
+
+
+def _list_process_presets():
+    import psppyro as pp
+
+    return (
+        "process presets (--process): " + ", ".join(pp.process.PRESETS) + "\n"
+        "property maps (--properties): " + ", ".join(pp.properties.PROPERTY_MAPS)
+    )
 
 
 # --------------------------------------------------------------------------- demo
@@ -40,10 +196,11 @@ def _add_generate(sub):
         help="generate (or resume) a named triad dataset",
         description="Generate a named triad dataset (phi, x, m) into a Zarr store, with a progress "
         "bar and a final summary. Re-running the same command on the same --out resumes an "
-        "interrupted run. PRESET is a name of psppyro.data.DATASET_PRESETS, e.g. "
-        "pspgen-case1-train, pspgen-case1-reference, rixner-o1-initial.",
+        "interrupted run. PRESET is a name of psppyro.data.DATASET_PRESETS (listed below).",
+        add_help=False,
     )
-    p.add_argument("preset", metavar="PRESET", help="dataset preset name")
+    p.add_argument("-h", "--help", action=_HelpWithList, listing=_list_dataset_presets)
+    p.add_argument("preset", metavar="PRESET", help="dataset preset name (listed below)")
     p.add_argument("--out", required=True, help="path of the Zarr store (a folder)")
     p.add_argument("--scale", type=float, default=1.0, help="factor on the number of phi values")
     p.add_argument("--workers", type=int, default=None, help="local processes (default: all cores)")
@@ -58,13 +215,22 @@ def _run_generate(args):
 
     import numpy as np
 
-    from psppyro.data import dataset_preset, generate
+    from psppyro._validation import check_seed
+    from psppyro.data import DATASET_PRESETS, dataset_preset, generate
 
-    try:
-        preset = dataset_preset(args.preset, scale=args.scale)
-    except ValueError as err:
-        print(f"psppyro generate: {err}", file=sys.stderr)
-        return 2
+    if args.preset not in DATASET_PRESETS:
+        raise ValueError(
+            f"PRESET must be one of {', '.join(DATASET_PRESETS)}; got {args.preset!r} "
+            "(psppyro generate --help lists them)"
+        )
+    preset = dataset_preset(args.preset, scale=args.scale)
+    _check_counts(args, workers=1, chunk_size=1)
+    check_seed("--seed", args.seed, allow_none=True)
+    _check_out_store(args.out)
+    if args.workers is None and not args.scheduler:
+        args.workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+            os.cpu_count() or 1
+        )
     kwargs = preset.kwargs()
     if args.seed is not None:
         kwargs["seed"] = args.seed
@@ -115,7 +281,7 @@ def _add_train(sub):
         help="train a learned model on a triad dataset",
         description="Train a learned link on a triad dataset written by `psppyro generate` and "
         "save it. METHOD 'pspgen' trains PSP-GEN (psppyro.models.PSPGen) with SVI; dimensions not "
-        "given follow the paper's rules (d_z0 = 5%% of the pixels, d_z1 from the PCA of two-point "
+        "given follow the paper's rules (d_z0 = 5 % of the pixels, d_z1 from the PCA of two-point "
         "correlations). Re-run with --resume and the same --checkpoint-dir to continue.",
     )
     p.add_argument("method", choices=("pspgen",), help="model to train")
@@ -128,7 +294,7 @@ def _add_train(sub):
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--patience", type=int, default=60, help="early-stopping patience (epochs)")
     p.add_argument("--beta", type=float, default=2.0, help="KL weight (beta-VAE)")
-    p.add_argument("--d-z0", type=int, default=None, help="size of z0 (default: 5%% of pixels)")
+    p.add_argument("--d-z0", type=int, default=None, help="size of z0 (default: 5 %% of pixels)")
     p.add_argument("--d-z1", type=int, default=None, help="size of z1 (default: PCA rule)")
     p.add_argument("--architecture", choices=("mlp", "conv"), default="mlp")
     p.add_argument("--checkpoint-dir", default=None)
@@ -141,14 +307,28 @@ def _add_train(sub):
 
 
 def _run_train(args):
+    from psppyro._validation import check_positive, check_seed
+
+    # Everything that can be wrong with the options is checked before the data are read.
+    _check_counts(args, epochs=1, batch_size=1, patience=1, d_z0=1, d_z1=1, checkpoint_every=1)
+    check_seed("--seed", args.seed)
+    check_positive("--lr", args.lr)
+    check_positive("--beta", args.beta)
+    _check_out_file(args.out)
+    if args.resume and not args.checkpoint_dir:
+        raise ValueError("--resume needs --checkpoint-dir (the folder of the epoch_*.pt files)")
+    if args.checkpoint_dir and os.path.exists(args.checkpoint_dir) and not os.path.isdir(
+        args.checkpoint_dir
+    ):
+        raise ValueError(f"--checkpoint-dir {args.checkpoint_dir!r} is a file, not a folder")
+    _check_device(args.device)
+
     from psppyro.data import open_dataset
     from psppyro.models import PSPGen
 
     train = open_dataset(args.data)
     val = open_dataset(args.val) if args.val else None
     unlabelled = open_dataset(args.unlabelled) if args.unlabelled else None
-    if args.resume and not args.checkpoint_dir:
-        raise SystemExit("psppyro train: --resume needs --checkpoint-dir")
     model = PSPGen.from_dataset(
         train, d_z0=args.d_z0, d_z1=args.d_z1, beta=args.beta, architecture=args.architecture
     )
@@ -208,7 +388,7 @@ def _target_from_args(args):
     if args.target_value is not None:
         return TargetValue(args.target_value, tau=args.tau)
     if args.low is None or args.high is None:
-        raise SystemExit("psppyro: give --low and --high (a box) or --target-value")
+        raise ValueError("give --low and --high (a box) or --target-value")
     return Box(args.low, args.high)
 
 
@@ -241,6 +421,7 @@ def _run_design(args):
     import psppyro as pp
     from psppyro.models import PSPGen
 
+    _check_design_args(args)  # cheap option checks before loading and designing (main's owner)
     model = PSPGen.load(args.model)
     target = _target_from_args(args)
     options = _parse_options(args.option)
@@ -276,7 +457,9 @@ def _add_evaluate(sub):
         help="true-simulator objective at given phi (P(m in M_d | phi) with its s.e.)",
         description="Simulate the process and property solver at phi and report the target "
         "probability (binomial s.e.) or expected utility.",
+        add_help=False,
     )
+    p.add_argument("-h", "--help", action=_HelpWithList, listing=_list_process_presets)
     p.add_argument("--process", required=True, help="process preset, e.g. pspgen36")
     p.add_argument("--properties", default="log_permeability", help="property map name")
     p.add_argument("--phi", type=float, nargs="+", required=True, help="processing parameters")
@@ -291,11 +474,19 @@ def _run_evaluate(args):
     import torch
 
     import psppyro as pp
+    from psppyro._validation import check_finite, check_in_bounds, check_last_dim, check_seed
 
+    # Checked before any simulation: sizes, seed, names, target dimension and phi.
+    _check_counts(args, num_samples=1, workers=1)
+    check_seed("--seed", args.seed)
     target = _target_from_args(args)
+    proc, pm = _process_and_properties(args.process, args.properties, target)
+    phi = torch.tensor(args.phi)
+    check_finite("--phi", phi)
+    check_last_dim("--phi", phi, proc.phi_bounds.shape[0])
+    check_in_bounds("--phi", phi, proc.phi_bounds)
     value, se = pp.design.evaluate(
-        torch.tensor(args.phi), pp.process.preset(args.process), args.properties, target,
-        num_samples=args.num_samples, seed=args.seed, workers=args.workers,
+        phi, proc, pm, target, num_samples=args.num_samples, seed=args.seed, workers=args.workers,
     )
     kind = "P(m in M_d | phi)" if isinstance(target, pp.design.Box) else "E[u(m) | phi]"
     print(f"{kind} = {float(value):.4f} ± {float(se):.4f} ({args.num_samples} simulations)")
@@ -305,28 +496,104 @@ def _run_evaluate(args):
 _COMMANDS = (_add_demo, _add_generate, _add_train, _add_design, _add_evaluate)
 
 
-def build_parser():
-    """The ``argparse`` parser of the ``psppyro`` command."""
+def build_parser() -> argparse.ArgumentParser:
+    """The ``argparse`` parser of the ``psppyro`` command.
+
+    Returns:
+        argparse.ArgumentParser: with one sub-parser per command; every sub-parser also accepts
+        ``--debug``.
+
+    Example:
+        >>> build_parser().parse_args(["--debug", "demo", "--quick"]).debug
+        True
+    """
+    from psppyro import __version__
+
     parser = argparse.ArgumentParser(
         prog="psppyro",
         description=(
             "Inverse design of random materials through the Process-Structure-Property chain."
         ),
     )
+    parser.add_argument("--version", action="version", version=f"psppyro {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="on an error, print the full traceback (also accepted after COMMAND)")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in _COMMANDS:
         add(sub)
+    for command in sub.choices.values():
+        # SUPPRESS: the sub-parser sets ``debug`` only when given, so `psppyro --debug CMD` works.
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                             help="on an error, print the full traceback")
     return parser
 
 
-def main(argv=None):
-    """Entry point of the ``psppyro`` console script."""
+#: Exceptions that are the user's mistake (bad option, missing file): one line, exit status 2.
+_USER_ERRORS = (ValueError, TypeError, OSError)
+
+
+def _is_user_error(err: BaseException) -> bool:
+    """Whether ``err`` is reported as one line (see the module docstring)."""
+    if isinstance(err, _USER_ERRORS):
+        return True
+    if type(err).__module__.split(".")[0] == "psppyro":
+        return True  # psppyro's own exception classes
+    if isinstance(err, RuntimeError):
+        tb = err.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        module = tb.tb_frame.f_globals.get("__name__", "") if tb is not None else ""
+        return module.split(".")[0] == "psppyro"  # raised on purpose by psppyro's code
+    return False
+
+
+def _one_line(command: str, err: BaseException) -> str:
+    """``psppyro <command>: <message>`` on one line (no doubled ``psppyro ...:`` prefix)."""
+    message = str(err) if not isinstance(err, SystemExit) else str(err.code)
+    message = " ".join(message.split()) or type(err).__name__
+    for prefix in (f"psppyro {command}:", "psppyro:"):
+        if message.startswith(prefix):
+            message = message[len(prefix):].lstrip()
+    return f"psppyro {command}: {message}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``psppyro`` console script.
+
+    Args:
+        argv: the arguments (default: ``sys.argv[1:]``).
+
+    Returns:
+        int: the exit status: 0 on success, 2 for a user error (one line on standard error,
+        ``psppyro <command>: <message>``; the traceback with ``--debug``), 130 when interrupted.
+        Argument-syntax errors exit with status 2 from ``argparse``; ``--version`` and ``--help``
+        exit with 0.
+
+    Example:
+        >>> main(["evaluate", "--process", "pspgen36", "--phi", "1", "2", "--low", "-5", "-5",
+        ...       "--high", "-6", "-6"])
+        2
+    """
     args = build_parser().parse_args(argv)
     try:
         return args.func(args) or 0
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except SystemExit as err:
+        if not isinstance(err.code, str):  # exit(n) from a handler keeps its status
+            raise
+        failure = err
+    except Exception as err:
+        if not _is_user_error(err):
+            raise
+        failure = err
+    if args.debug:
+        import traceback
+
+        traceback.print_exception(type(failure), failure, failure.__traceback__, file=sys.stderr)
+    print(_one_line(args.command, failure), file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":
