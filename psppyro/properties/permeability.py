@@ -17,6 +17,35 @@ semi-definite.  Axis -1 of an image is "x" (horizontal, index j), axis -2 is "y"
 increasing with the row index), so ``k[..., 0, 0] = k_xx`` and transposing an image swaps
 ``k_xx``/``k_yy`` and ``k_xy``/``k_yx``.
 
+Micro-porous solid: Darcy–Brinkman–Stokes (``solid_permeability`` κ_s > 0).  The micro-continuum
+model (Brinkman 1949; Soulaine & Tchelepi 2016) gives the solid a permeability κ_s (in (cell
+length)², like k) and solves on the whole cell
+
+.. math::
+
+    -\nabla^2 \mathbf{u} + κ(x)^{-1}\mathbf{u} + \nabla p = \mathbf{e}_j, \qquad
+    \nabla\cdot\mathbf{u} = 0, \qquad κ = ∞ \text{ in the void}, \; κ = κ_s \text{ in the solid},
+
+with velocity and shear stress continuous across the interface (Brinkman viscosity = μ, Neale &
+Nader 1974).  Use it for micro-porous solids, porosity below the pixel size, or to reproduce the
+PSP-GEN paper's reconstruction, whose blocked directions have finite ln k: κ_s = 0.02 h² puts a
+blocked direction at ln k ≈ −9.5 at 36² and ≈ −11.7 at 128² (k ≈ κ_s / (solid fraction) for flow
+that must cross the solid).  κ_s = 0 is exactly the Stokes problem below; with κ_s > 0 there are
+no pockets to remove, every direction has k > 0 and an all-solid cell has k = κ_s I.  κ_s is a
+physical value: ``refine`` keeps it fixed (the drag per sub-pixel is the same).
+
+- MAC (:mod:`~psppyro.properties._brinkman`): every face of the grid carries a velocity; the drag
+  on a face is the arithmetic mean of 1/κ of the two cells sharing it (the exact average of 1/κ
+  over the face's control volume, so flow *across* layers is exact, k = κ_s / s, and every face
+  touching a solid cell goes to zero velocity as κ_s → 0); a tangential edge joining a void–void
+  face to a solid–solid face gets the viscous transmissibility h / (h/2 + ℓ(1 − e^{−h/2ℓ})),
+  ℓ = √κ_s (half a void cell in series with a Brinkman boundary layer), which is 1 (the plain
+  stencil) for a resolved layer and 2 (the half-cell ghost wall of the Stokes MAC) for ℓ → 0.
+  Hence κ_s → 0 recovers the Stokes MAC values below exactly (not a cruder wall a cell deeper, as
+  the plain stencil would).  Same sparsity pattern for every image.
+- Taylor–Hood (``method="fem"``): the whole periodic cell is meshed and ∫ κ⁻¹ u·v is added with
+  the pixel values of 1/κ.
+
 Two discretizations (DESIGN §5: each property has two):
 
 - ``method="mac"`` (default, :mod:`~psppyro.properties._stokes_mac`): staggered-grid (MAC) finite
@@ -57,6 +86,13 @@ Accuracy (measured; ``benchmarks/bench_permeability.py`` and the slow tests).
   from 2, 4) median 0.09 %, max 2.1 % (slow tests).
 
 References:
+    H. C. Brinkman, "A calculation of the viscous force exerted by a flowing fluid on a dense
+    swarm of particles", Appl. Sci. Res. A1 (1949) — the Brinkman equation.
+    G. Neale and W. Nader, "Practical significance of Brinkman's extension of Darcy's law: coupled
+    parallel flows within a channel and a bounding porous medium", Can. J. Chem. Eng. 52 (1974) —
+    the interface conditions.
+    C. Soulaine and H. A. Tchelepi, "Micro-continuum approach for pore-scale simulation of
+    subsurface processes", Transp. Porous Media 113 (2016) — Darcy–Brinkman–Stokes.
     F. H. Harlow and J. E. Welch, "Numerical calculation of time-dependent viscous incompressible
     flow of fluid with free surface", Phys. Fluids 8 (1965) — the MAC grid.
     C. Taylor and P. Hood, "A numerical solution of the Navier–Stokes equations using the finite
@@ -85,6 +121,7 @@ import torch
 from scipy import ndimage
 
 from .._validation import as_tensor, check_binary, check_choice, check_positive
+from ._brinkman import solve_dbs_direct
 from ._stokes_mac import solve_mac
 
 __all__ = [
@@ -122,10 +159,25 @@ FEM_ORDER = 1.1
 CORNER_ORDER = 1.09
 
 _METHODS = ("mac", "fem")
+_SOLVERS = ("auto", "direct")
 
 
 # --------------------------------------------------------------------------------------------
 # input checks
+
+
+def _check_ndim(ndim):
+    """Only 2-D images are supported; a 3-D volume must be asked for and is refused clearly."""
+    if isinstance(ndim, bool) or ndim not in (2, 3):
+        raise ValueError(
+            f"ndim must be 2 (the last two dims of x are one image) or 3, got {ndim!r}"
+        )
+    if ndim == 3:
+        raise ValueError(
+            "ndim=3: the permeability of a 3-D volume (..., N, N, N) is not implemented (the "
+            "Stokes/Brinkman solvers are 2-D); with ndim=2 the last two dims are one image and "
+            "all leading dims are batch dims, so a volume would be solved slice by slice"
+        )
 
 
 def _check_images(x):
@@ -150,6 +202,37 @@ def _check_refine(refine):
         raise ValueError(f"refine must be an integer >= 1 (pixels are split refine × refine), "
                          f"got {refine!r}")
     return int(refine)
+
+
+def _check_solid_permeability(value, batch_shape):
+    """κ_s as a float64 numpy array (B,) over the flattened batch; ValueError if invalid."""
+    if isinstance(value, bool):
+        raise ValueError(
+            f"solid_permeability must be a number >= 0 or an array of them, got {value!r}"
+        )
+    try:
+        arr = np.asarray(
+            value.detach().to("cpu").double().numpy() if isinstance(value, torch.Tensor) else value,
+            dtype=np.float64,
+        )
+    except (TypeError, ValueError) as err:
+        raise ValueError(
+            f"solid_permeability must be a number >= 0 or an array of them, got {value!r}"
+        ) from err
+    if not np.isfinite(arr).all() or (arr < 0).any():
+        bad = arr[~np.isfinite(arr) | (arr < 0)].ravel()[:3].tolist()
+        raise ValueError(
+            f"solid_permeability must be finite and >= 0 (in cell length², 0 = impermeable "
+            f"solid), got {bad}"
+        )
+    try:
+        arr = np.broadcast_to(arr, tuple(batch_shape))
+    except ValueError as err:
+        raise ValueError(
+            f"solid_permeability of shape {arr.shape} does not broadcast to the batch shape "
+            f"x.shape[:-2] = {tuple(batch_shape)}"
+        ) from err
+    return np.ascontiguousarray(arr).reshape(-1)
 
 
 def _as_numpy_fluid(x):
@@ -279,29 +362,58 @@ def _permeability_one(fluid, method):
     return k
 
 
-def permeability(x, refine=1, method="mac"):
-    r"""Permeability tensor of periodic binary images by Stokes flow.
+def _solve_dbs(fluid, kappa, method, solver):
+    """Permeability tensors (m, 2, 2) of bool images (m, n, n), solid permeabilities (m,) > 0."""
+    if method == "fem":
+        from ._stokes_fem import solve_fem_dbs  # scikit-fem is imported only when asked for
 
-    ``k[..., a, b] = <u_a>`` (cell average over the whole unit cell, zero in the solid) for a unit
-    body force along b, unit viscosity, pixel size 1/N; a = 0 is x (axis -1), a = 1 is y (axis -2).
-    See the module docstring for the discretizations and their accuracy.
+        return np.stack([solve_fem_dbs(f, float(kap)) for f, kap in zip(fluid, kappa)])
+    if solver == "direct":
+        return np.stack([solve_dbs_direct(f, float(kap)) for f, kap in zip(fluid, kappa)])
+    raise AssertionError(solver)  # pragma: no cover - checked by the caller
+
+
+def permeability(
+    x,
+    refine: int = 1,
+    method: str = "mac",
+    solid_permeability=0.0,
+    ndim: int = 2,
+    solver: str = "auto",
+) -> torch.Tensor:
+    r"""Permeability tensor of periodic binary images by Stokes or Darcy–Brinkman–Stokes flow.
+
+    ``k[..., a, b] = <u_a>`` (cell average over the whole unit cell) for a unit body force along
+    b, unit viscosity, pixel size 1/N; a = 0 is x (axis -1), a = 1 is y (axis -2).  With
+    ``solid_permeability`` κ_s = 0 the solid is impermeable (Stokes in the void); with κ_s > 0 it
+    is a Brinkman medium of permeability κ_s and the problem lives on the whole grid.  See the
+    module docstring for the model, the discretizations and their accuracy.
 
     Args:
-        x: binary images (..., N, N) (tensor or array-like), 1 = fluid, 0 = solid; any leading batch
-            dims.
+        x: binary images (..., N, N) (tensor or array-like), 1 = fluid (void), 0 = solid; any
+            leading batch dims (the last two dims are one image, see ``ndim``).
         refine: split every pixel into ``refine × refine`` sub-pixels before solving (same
-            geometry, finer grid); the error falls like h^1.1–1.3 (module docstring).
+            geometry, finer grid; κ_s is a physical value and stays fixed); the Stokes error falls
+            like h^1.1–1.3 (module docstring).
         method: ``"mac"`` (staggered finite volumes, fast, default) or ``"fem"`` (scikit-fem
             Taylor–Hood P2/P1, the independent check; roughly ten times slower).
+        solid_permeability: κ_s >= 0 of the solid phase in (cell length)², a number or an array
+            broadcastable to the batch shape ``x.shape[:-2]`` (one value per image).
+        ndim: spatial dimension; only 2 is implemented — ``ndim=3`` (a volume) raises.
+        solver: for ``method="mac"`` and κ_s > 0: ``"auto"`` (default) or ``"direct"`` (sparse
+            LU, the reference).  κ_s = 0 and ``method="fem"`` always solve directly.
 
     Returns:
-        float64 tensor (..., 2, 2) on the device of ``x``; symmetric positive semi-definite; the
-        row and column of a non-percolating direction are exactly 0; all-solid images give 0.
+        float64 tensor (..., 2, 2) on the device of ``x``; symmetric positive semi-definite
+        (definite for κ_s > 0); with κ_s = 0 the row and column of a non-percolating direction
+        are exactly 0 and all-solid images give 0; with κ_s > 0 an all-solid image gives κ_s I.
 
     Raises:
         ValueError: bad shape (fewer than 2 dims, non-square), NaN, values other than 0/1, an
             all-fluid image (infinite permeability), ``refine`` not an integer >= 1, unknown
-            ``method``, ``method="fem"`` with fewer than 3 pixels per side after refinement.
+            ``method`` or ``solver``, ``method="fem"`` with fewer than 3 pixels per side after
+            refinement, ``solid_permeability`` negative / not finite / not broadcastable to the
+            batch shape, ``ndim`` other than 2.
         TypeError: ``x`` is not numeric.
 
     Example::
@@ -311,10 +423,16 @@ def permeability(x, refine=1, method="mac"):
         >>> k = permeability(x, method="fem")
         >>> k.shape, round(float(k[0, 1, 1]) / (0.5 ** 3 / 12), 10)
         (torch.Size([2, 2, 2]), 1.0)
+        >>> k = permeability(x[0], solid_permeability=1e-3)   # flow across the layers: κ_s / s
+        >>> round(float(k[0, 0]) / (1e-3 / 0.5), 10)
+        1.0
     """
+    _check_ndim(ndim)
     x = _check_images(x)
     refine = _check_refine(refine)
     check_choice("method", method, _METHODS)
+    check_choice("solver", solver, _SOLVERS)
+    kappa = _check_solid_permeability(solid_permeability, x.shape[:-2])
     if method == "fem" and x.shape[-1] * refine < 3:
         # on a 2 × 2 periodic grid two different mesh edges join the same pair of vertices
         raise ValueError(
@@ -322,35 +440,61 @@ def permeability(x, refine=1, method="mac"):
             f"{x.shape[-1]} with refine = {refine}; use refine >= 2 or method='mac'"
         )
     fluid = _as_numpy_fluid(x)
+    all_fluid = fluid.reshape(fluid.shape[0], -1).all(axis=1)
+    if all_fluid.any():
+        raise ValueError(
+            f"x contains an all-fluid image (no solid pixel; flat batch index "
+            f"{int(np.flatnonzero(all_fluid)[0])}): its permeability is infinite; permeability "
+            f"needs at least one solid (0) pixel per image"
+        )
     if refine > 1:
         fluid = fluid.repeat(refine, axis=-2).repeat(refine, axis=-1)
-    k = np.stack([_permeability_one(image, method) for image in fluid])
+    k = np.zeros((fluid.shape[0], 2, 2))
+    stokes = kappa == 0
+    for b in np.flatnonzero(stokes):
+        k[b] = _permeability_one(fluid[b], method)
+    if not stokes.all():
+        brinkman = ~stokes
+        chosen = "direct" if solver == "auto" else solver
+        k[brinkman] = _solve_dbs(fluid[brinkman], kappa[brinkman], method, chosen)
     return torch.as_tensor(k, dtype=torch.float64, device=x.device).reshape(*x.shape[:-2], 2, 2)
 
 
 def log_permeability(
-    x, floor=LOG_PERMEABILITY_FLOOR, return_percolation=False, refine=1, method="mac"
+    x,
+    floor: float = LOG_PERMEABILITY_FLOOR,
+    return_percolation: bool = False,
+    refine: int = 1,
+    method: str = "mac",
+    solid_permeability=0.0,
+    ndim: int = 2,
+    solver: str = "auto",
 ):
     """Natural log of the diagonal permeabilities, (ln k_xx, ln k_yy), floored.
 
-    The PSP-GEN property vector m (DESIGN §3).  Entries with k <= exp(floor), in particular the
-    exact zeros of non-percolating directions, are set to ``floor`` (nothing else is clipped).
+    The PSP-GEN property vector m (docs/architecture.md).  Entries with k <= exp(floor), in
+    particular the exact zeros of non-percolating directions at κ_s = 0, are set to ``floor``
+    (nothing else is clipped).  With ``solid_permeability`` κ_s > 0 every direction has k > 0
+    (k >= κ_s-scale flow through the solid) and the floor is never hit in practice.
 
     Args:
         x: binary images (..., N, N), 1 = fluid, 0 = solid.
         floor: finite lower bound for ln k; default :data:`LOG_PERMEABILITY_FLOOR` = −20 (see its
             documentation for why it sits below every percolating value at 36² … 128²).
-        return_percolation: also return the per-direction percolation flags.
+        return_percolation: also return the per-direction percolation flags of the void phase.
         refine: pixel subdivision passed to :func:`permeability`.
         method: ``"mac"`` or ``"fem"``, passed to :func:`permeability`.
+        solid_permeability: κ_s >= 0 (number or per-image array), passed to :func:`permeability`.
+        ndim: spatial dimension, only 2 (see :func:`permeability`).
+        solver: passed to :func:`permeability`.
 
     Returns:
         float64 tensor (..., 2); with ``return_percolation=True`` a pair ``(m, flags)`` with
-        ``flags`` a bool tensor (..., 2) (x, y) as in :func:`percolates`.
+        ``flags`` a bool tensor (..., 2) (x, y): whether the *void* phase percolates in that
+        direction, as in :func:`percolates` (for κ_s = 0 the same as k > 0).
 
     Raises:
         ValueError: as :func:`permeability`, or ``floor`` not finite.
-        TypeError: ``floor`` not a real number.
 
     Example::
 
@@ -359,19 +503,40 @@ def log_permeability(
         >>> m, flags = log_permeability(x, return_percolation=True)
         >>> m.tolist()[0], flags.tolist()
         (-20.0, [False, True])
+        >>> m, flags = log_permeability(x, return_percolation=True, solid_permeability=1e-4)
+        >>> round(m.tolist()[0], 4), flags.tolist()             # across the layers: ln(κ_s / s)
+        (-8.5172, [False, True])
     """
     if isinstance(floor, bool) or not isinstance(floor, (int, float)) or not math.isfinite(floor):
         raise ValueError(f"floor must be a finite real number, got {floor!r}")
-    k = permeability(x, refine=refine, method=method)
+    k = permeability(
+        x, refine=refine, method=method, solid_permeability=solid_permeability, ndim=ndim,
+        solver=solver,
+    )
     diag = torch.diagonal(k, dim1=-2, dim2=-1)
     floored = torch.full_like(diag, float(floor))
     m = torch.where(diag > math.exp(floor), diag.clamp_min(1e-300).log(), floored)
     if return_percolation:
-        return m, diag > 0
+        flags = diag > 0
+        kappa = _check_solid_permeability(solid_permeability, k.shape[:-2])
+        if (kappa > 0).any():
+            void = percolates(x).reshape(-1, 2).to(flags.device)
+            brinkman = torch.as_tensor(kappa > 0, device=flags.device)[:, None]
+            flags = torch.where(brinkman, void, flags.reshape(-1, 2)).reshape(flags.shape)
+        return m, flags
     return m
 
 
-def extrapolate_permeability(x, refines=(1, 2), order=None, method="mac", return_error=False):
+def extrapolate_permeability(
+    x,
+    refines=(1, 2),
+    order=None,
+    method: str = "mac",
+    return_error: bool = False,
+    solid_permeability=0.0,
+    ndim: int = 2,
+    solver: str = "auto",
+):
     r"""Richardson-extrapolated permeability from two or three pixel subdivisions.
 
     With k_r the result at ``refine=r`` and the error model
@@ -393,13 +558,19 @@ def extrapolate_permeability(x, refines=(1, 2), order=None, method="mac", return
             ``len(refines) - 1`` distinct positive numbers); ``None`` for the defaults above.
         method: ``"mac"`` or ``"fem"``.
         return_error: also return the error estimate |k_extrapolated − k_finest| (elementwise).
+        solid_permeability: κ_s >= 0, passed to :func:`permeability` (fixed under refinement).
+            The default orders are those of the Stokes problem; for κ_s > 0 with a resolved
+            Brinkman layer MAC converges like h² (module docstring), so pass ``order=2``.
+        ndim: spatial dimension, only 2 (see :func:`permeability`).
+        solver: passed to :func:`permeability`.
 
     Returns:
         float64 tensor (..., 2, 2) (and the error estimate of the same shape if asked for).
 
     Raises:
-        ValueError: bad images (see :func:`permeability`), ``refines`` not two or three increasing
-            integers >= 1, ``order`` not positive / of the wrong length / repeated.
+        ValueError: bad images or ``solid_permeability`` / ``ndim`` / ``solver`` (see
+            :func:`permeability`), ``refines`` not two or three increasing integers >= 1,
+            ``order`` not positive / of the wrong length / repeated.
 
     Example::
 
@@ -409,6 +580,7 @@ def extrapolate_permeability(x, refines=(1, 2), order=None, method="mac", return
         >>> bool(k[0, 0] < permeability(x, refine=2)[0, 0]), bool(err[0, 0] > 0)
         (True, True)
     """
+    _check_ndim(ndim)
     check_choice("method", method, _METHODS)
     if (
         not isinstance(refines, (tuple, list))
@@ -435,7 +607,11 @@ def extrapolate_permeability(x, refines=(1, 2), order=None, method="mac", return
     # rows [1, r^-p_1, ...]; k = e_1ᵀ A⁻¹ (k_r)_r = Σ_r w_r k_r with w = A⁻ᵀ e_1
     design = np.array([[1.0] + [r ** -p for p in orders] for r in refines])
     weights = np.linalg.solve(design.T, np.eye(len(refines))[0])
-    ks = [permeability(x, refine=r, method=method) for r in refines]
+    ks = [
+        permeability(x, refine=r, method=method, solid_permeability=solid_permeability,
+                     solver=solver)
+        for r in refines
+    ]
     k = sum(float(w) * k_r for w, k_r in zip(weights, ks))
     if return_error:
         return k, (k - ks[-1]).abs()
