@@ -821,28 +821,76 @@ class PSPGen(nn.Module):
         """
         from psppyro import __version__
 
+        path = Path(path)
+        if path.is_dir():
+            raise ValueError(f"path {str(path)!r} is a folder; give a file name")
+        if not path.parent.is_dir():
+            raise FileNotFoundError(
+                f"cannot save to {str(path)!r}: the folder {str(path.parent)!r} does not exist"
+            )
         state = {k: v.detach().cpu() for k, v in self.state_dict().items()}
+        tmp = path.with_name(path.name + ".tmp")  # a failed write never leaves half a model
         torch.save(
             {"config": json.dumps(self.config()), "version": __version__, "state_dict": state},
-            Path(path),
+            tmp,
         )
+        tmp.replace(path)
 
     @classmethod
-    def load(cls, path, map_location="cpu"):
+    def load(cls, path: str | Path, map_location: str | torch.device = "cpu") -> PSPGen:
         """Load a model written by :meth:`save` (tensors mapped to ``map_location``, default CPU).
 
+        Only tensors and plain containers are unpickled (``torch.load(weights_only=True)``).
+
+        Args:
+            path: a file written by :meth:`save`.
+            map_location: device for the tensors.
+
+        Returns:
+            PSPGen: the model, on ``map_location``.
+
         Raises:
-            ValueError: the file is not a PSP-GEN save file.
+            FileNotFoundError: ``path`` does not exist.
+            ValueError: ``path`` is not a psppyro model file; the message says what it is (a
+                folder, an empty file, not a torch file, a training checkpoint — resume those
+                with ``fit(resume=...)`` / ``psppyro train --resume`` — or another torch file).
 
         Example::
 
-            >>> # see save()
+            >>> import tempfile, os
+            >>> with tempfile.TemporaryDirectory() as d:
+            ...     open(os.path.join(d, "empty.pt"), "w").close()
+            ...     try:
+            ...         PSPGen.load(os.path.join(d, "empty.pt"))
+            ...     except ValueError as err:
+            ...         print(str(err).endswith("is not a psppyro model file (empty file)"))
+            True
         """
-        blob = torch.load(Path(path), map_location=map_location, weights_only=True)
-        if not isinstance(blob, dict) or "config" not in blob or "state_dict" not in blob:
-            raise ValueError(f"path {str(path)!r} is not a PSPGen file written by PSPGen.save")
-        gen = cls(**json.loads(blob["config"]))
-        gen.load_state_dict(blob["state_dict"])
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"no model file at {str(path)!r}")
+        problem = _model_file_problem(path)
+        if problem is None:
+            try:
+                blob = torch.load(path, map_location=map_location, weights_only=True)
+            except Exception as err:  # noqa: BLE001 - reported as what the file is not
+                problem = f"torch could not read it: {type(err).__name__}: {err}"
+                problem = problem.splitlines()[0]
+            else:
+                if not isinstance(blob, dict) or "config" not in blob or "state_dict" not in blob:
+                    problem = "a torch file without the 'config' and 'state_dict' of PSPGen.save"
+        if problem is not None:
+            raise ValueError(f"{str(path)!r} is not a psppyro model file ({problem})")
+        version = blob.get("version", "unknown")
+        try:
+            gen = cls(**json.loads(blob["config"]))
+            gen.load_state_dict(blob["state_dict"])
+        except (TypeError, ValueError, RuntimeError) as err:
+            first = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise ValueError(
+                f"{str(path)!r} was written by psppyro {version} and does not fit this version's "
+                f"PSPGen: {first}"
+            ) from err
         return gen.to(map_location)
 
     # ------------------------------------------------------------------ training
@@ -1099,6 +1147,43 @@ class PSPGen(nn.Module):
 
 
 # --------------------------------------------------------------------------- helpers
+def _model_file_problem(path):
+    """Why ``path`` cannot be a :meth:`PSPGen.save` file, or ``None`` if it may be one.
+
+    Looks at the file without unpickling it: size, the zip archive of ``torch.save`` and the
+    top-level keys named in its pickle (a training checkpoint also has ``optim`` and ``history``).
+    """
+    import pickletools
+    import zipfile
+
+    if path.is_dir():
+        return "it is a folder"
+    if path.stat().st_size == 0:
+        return "empty file"
+    if not zipfile.is_zipfile(path):
+        return "not a torch file: torch.save writes a zip archive"
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = [n for n in zf.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
+            if not names:
+                return "a zip archive, not a torch file (no data.pkl)"
+            strings = set()
+            for op, arg, _ in pickletools.genops(zf.read(names[0])):
+                if isinstance(arg, str) and op.name.endswith("UNICODE"):
+                    strings.add(arg)
+    except (zipfile.BadZipFile, ValueError, OSError) as err:
+        return f"a damaged torch file: {err}"
+    if {"optim", "history", "state_dict"} <= strings:
+        return (
+            "it is a training checkpoint written by fit(checkpoint_dir=...): continue training "
+            "with psppyro train --resume / fit(resume=...), or load the file written by "
+            "--out / save()"
+        )
+    if not {"config", "state_dict"} <= strings:
+        return "a torch file without the 'config' and 'state_dict' of PSPGen.save"
+    return None
+
+
 def _check_count(name, value):
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
