@@ -1,20 +1,29 @@
 """Named triad datasets of the seed papers, with a ``scale`` factor for quick runs.
 
-================================  =============  ================  ========  ====================
-preset                            process        properties        design    size (φ × per φ)
-================================  =============  ================  ========  ====================
-``pspgen-case1-train``            pspgen36       log_permeability  uniform   2500 × 4
-``pspgen-case1-test``             pspgen36       log_permeability  uniform   500 × 4
-``pspgen-case1-reference``        pspgen36       log_permeability  grid      (20 × 20) × 500
-``pspgen-case3-train``            pspgen36       log_permeability  uniform   2500 × 1
-``pspgen-case4-train``            pspgen128      log_permeability  uniform   2500 × 4
-``pspgen-case4-test``             pspgen128      log_permeability  uniform   500 × 4
-``pspgen-case4-reference``        pspgen128      log_permeability  grid      (20 × 20) × 500
-``pspgen-case5-train``            pspgen10d      log_permeability  uniform   10 000 × 1
-``pspgen-case5-test``             pspgen10d      log_permeability  uniform   500 × 4
-``rixner-o1-initial``             rixner64       rixner_o1         uniform*  2048 × 1
-``rixner-o2-initial``             rixner64       rixner_o2         uniform*  4096 × 1
-================================  =============  ================  ========  ====================
+================================  ===============  ======================  ========  ===============
+preset                            process          properties              design    φ × per φ
+================================  ===============  ======================  ========  ===============
+``pspgen-case1-train``            pspgen36         log_permeability        uniform   2500 × 4
+``pspgen-case1-test``             pspgen36         log_permeability        uniform   500 × 4
+``pspgen-case1-reference``        pspgen36         log_permeability        grid      (20 × 20) × 500
+``pspgen-case3-train``            pspgen36         log_permeability        uniform   2500 × 1
+``pspgen-case4-train``            pspgen128        log_permeability        uniform   2500 × 4
+``pspgen-case4-test``             pspgen128        log_permeability        uniform   500 × 4
+``pspgen-case4-reference``        pspgen128        log_permeability        grid      (20 × 20) × 500
+``pspgen-case5-train``            pspgen10d        log_permeability        uniform   10 000 × 1
+``pspgen-case5-test``             pspgen10d        log_permeability        uniform   500 × 4
+``pspgen-paper-case1-train``      pspgen36-paper   log_permeability_paper  uniform   2500 × 4
+``pspgen-paper-case1-test``       pspgen36-paper   log_permeability_paper  uniform   500 × 4
+``pspgen-paper-case1-reference``  pspgen36-paper   log_permeability_paper  grid      (20 × 20) × 500
+``pspgen-paper-case3-train``      pspgen36-paper   log_permeability_paper  uniform   2500 × 1
+``pspgen-paper-case4-train``      pspgen128-paper  log_permeability_paper  uniform   2500 × 4
+``pspgen-paper-case4-test``       pspgen128-paper  log_permeability_paper  uniform   500 × 4
+``pspgen-paper-case4-reference``  pspgen128-paper  log_permeability_paper  grid      (20 × 20) × 500
+``pspgen-paper-case5-train``      pspgen10d-paper  log_permeability_paper  uniform   10 000 × 1
+``pspgen-paper-case5-test``       pspgen10d-paper  log_permeability_paper  uniform   500 × 4
+``rixner-o1-initial``             rixner64         rixner_o1               uniform*  2048 × 1
+``rixner-o2-initial``             rixner64         rixner_o2               uniform*  4096 × 1
+================================  ===============  ======================  ========  ===============
 
 (*) The Rixner family is unbounded, so ``"uniform"`` draws φ from the prior N(0, I) (see
 :mod:`psppyro.data.generate`).
@@ -26,6 +35,12 @@ case 1 and case 5 the 10-D φ family with 10 000 × 1 triads. For case 4 (128² 
 separate sizes and use those of case 1; note that its reference set (200 000 Stokes solves at 128²)
 is costly — use ``scale``. Rixner et al. start their active-learning loops from 2048 (O1) and 4096
 (O2) labelled 64² samples with φ ~ N(0, I).
+
+The ``pspgen-paper-*`` presets have the same sizes on the reconstructed simulator (process presets
+``pspgen36-paper``, ``pspgen128-paper``, ``pspgen10d-paper`` and the property map
+``log_permeability_paper``, a slightly permeable solid; see ``docs/pspgen_reconstruction.md``),
+each with its own seed. Use them to compare with the paper's numbers
+(:func:`psppyro.design.paper_targets`); the literal ones show what the text alone gives.
 
 ``scale`` multiplies the number of φ values (rounded, at least 1); for grid presets the points per
 axis are multiplied by ``sqrt(scale)`` (rounded, at least 1), so the grid stays a full grid. It
@@ -196,6 +211,97 @@ DATASET_PRESETS = {
             "uniform",
             50_002,
             "PSP-GEN case 5 test set: 10-D phi, 500 x 4",
+        ),
+        _p(
+            "pspgen-paper-case1-train",
+            "pspgen36-paper",
+            "log_permeability_paper",
+            2500,
+            4,
+            "uniform",
+            110_001,
+            "PSP-GEN case 1 training set, reconstructed simulator: 36x36, 10 000 triads",
+        ),
+        _p(
+            "pspgen-paper-case1-test",
+            "pspgen36-paper",
+            "log_permeability_paper",
+            500,
+            4,
+            "uniform",
+            110_002,
+            "PSP-GEN case 1 test set, reconstructed simulator: 2000 triads",
+        ),
+        _p(
+            "pspgen-paper-case1-reference",
+            "pspgen36-paper",
+            "log_permeability_paper",
+            400,
+            500,
+            "grid",
+            110_003,
+            "PSP-GEN case 1 reference, reconstructed simulator: 20x20 phi grid x 500",
+        ),
+        _p(
+            "pspgen-paper-case3-train",
+            "pspgen36-paper",
+            "log_permeability_paper",
+            2500,
+            1,
+            "uniform",
+            130_001,
+            "PSP-GEN case 3 training set, reconstructed simulator: one microstructure per phi",
+        ),
+        _p(
+            "pspgen-paper-case4-train",
+            "pspgen128-paper",
+            "log_permeability_paper",
+            2500,
+            4,
+            "uniform",
+            140_001,
+            "PSP-GEN case 4 training set, reconstructed simulator: 128x128 (sizes as case 1)",
+        ),
+        _p(
+            "pspgen-paper-case4-test",
+            "pspgen128-paper",
+            "log_permeability_paper",
+            500,
+            4,
+            "uniform",
+            140_002,
+            "PSP-GEN case 4 test set, reconstructed simulator: 128x128",
+        ),
+        _p(
+            "pspgen-paper-case4-reference",
+            "pspgen128-paper",
+            "log_permeability_paper",
+            400,
+            500,
+            "grid",
+            140_003,
+            "PSP-GEN case 4 reference, reconstructed simulator: 20x20 grid x 500 at 128x128 "
+            "(costly: use scale)",
+        ),
+        _p(
+            "pspgen-paper-case5-train",
+            "pspgen10d-paper",
+            "log_permeability_paper",
+            10_000,
+            1,
+            "uniform",
+            150_001,
+            "PSP-GEN case 5 training set, reconstructed simulator: 10-D phi, 10 000 x 1",
+        ),
+        _p(
+            "pspgen-paper-case5-test",
+            "pspgen10d-paper",
+            "log_permeability_paper",
+            500,
+            4,
+            "uniform",
+            150_002,
+            "PSP-GEN case 5 test set, reconstructed simulator: 10-D phi, 500 x 4",
         ),
         _p(
             "rixner-o1-initial",

@@ -5,6 +5,12 @@ A :class:`PropertyMap` turns a batch of binary images ``x`` ``(..., *image)`` in
 
 - ``log_permeability``: m = (ln k_xx, ln k_yy), Stokes flow, phase 1 = fluid, non-percolating
   directions floored; flag ``percolates`` (PSP-GEN).
+- ``log_permeability_paper``: m = (ln k_xx, ln k_yy) of a slightly permeable solid,
+  Darcy–Brinkman–Stokes with solid permeability κ_s = 0.02 h² (h = 1/N, N the image side, in
+  (cell length)²; :data:`PAPER_SOLID_PERMEABILITY`); flag ``percolates`` (void-phase percolation)
+  kept. The reconstructed PSP-GEN property (``docs/pspgen_reconstruction.md``): a blocked
+  direction gets a finite ln k ≈ ln(κ_s / s) (s the solid fraction across the blockage), about
+  −9.5 at 36² and −11.7 at 128², where the paper's L/R boxes sit, instead of the floor.
 - ``rixner_o1``: m = (K_11 at phases (1, 50), (C_1111 + C_2222)/2 of plane-strain elasticity at
   E = (1, 50), ν = 0.3) (Rixner & Koutsourelakis, objective O1).
 - ``rixner_o2``: m = (K_11, K_22) at phases (1, 50) (Rixner, objective O2).
@@ -30,7 +36,11 @@ from .conductivity import conductivity
 from .elasticity import elasticity
 from .permeability import log_permeability
 
-__all__ = ["PROPERTY_MAPS", "PropertyMap", "property_map"]
+__all__ = ["PAPER_SOLID_PERMEABILITY", "PROPERTY_MAPS", "PropertyMap", "property_map"]
+
+#: Solid permeability of ``log_permeability_paper`` in units of h² (h = 1/N the pixel size):
+#: κ_s = 0.02 h² in (cell length)². Never tuned to design results (docs/pspgen_reconstruction.md).
+PAPER_SOLID_PERMEABILITY = 0.02
 
 
 @dataclass(frozen=True)
@@ -94,6 +104,14 @@ def _log_permeability(x):
     return m, {"percolates": perc}
 
 
+def _log_permeability_paper(x):
+    h = 1.0 / x.shape[-1]
+    m, perc = log_permeability(
+        x, return_percolation=True, solid_permeability=PAPER_SOLID_PERMEABILITY * h * h
+    )
+    return m, {"percolates": perc}
+
+
 def _no_flags(m):
     return {"converged": torch.ones(m.shape, dtype=torch.bool, device=m.device)}
 
@@ -128,6 +146,15 @@ PROPERTY_MAPS = {
             _log_permeability,
             "natural log of the Stokes permeability (horizontal, vertical); phase 1 = fluid; "
             "non-percolating directions floored",
+        ),
+        PropertyMap(
+            "log_permeability_paper",
+            ("ln_k_xx", "ln_k_yy"),
+            2,
+            _log_permeability_paper,
+            "natural log of the Darcy-Brinkman-Stokes permeability (horizontal, vertical) of a "
+            "slightly permeable solid, kappa_s = 0.02 h^2 (h = 1/N, cell units); phase 1 = fluid; "
+            "flag percolates = void-phase percolation (reconstructed PSP-GEN property)",
         ),
         PropertyMap(
             "rixner_o1",

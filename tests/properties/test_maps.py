@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -16,7 +18,9 @@ def _image(seed, shape=(2, 12, 12)):
 
 
 def test_registry_names_and_lookup():
-    assert set(PROPERTY_MAPS) == {"log_permeability", "rixner_o1", "rixner_o2", "c11_3d"}
+    assert set(PROPERTY_MAPS) == {
+        "log_permeability", "log_permeability_paper", "rixner_o1", "rixner_o2", "c11_3d"
+    }
     pm = property_map("rixner_o2")
     assert property_map(pm) is pm
     with pytest.raises(ValueError, match=r"properties must be one of .*'c11_3d'.*got 'nope'"):
@@ -56,3 +60,46 @@ def test_c11_3d_is_first_stiffness_entry_of_a_volume():
     assert m.shape == (2, 1)
     torch.testing.assert_close(m[:, 0], C[:, 0, 0], rtol=1e-6, atol=0.0)
     assert flags["converged"].all()
+
+
+def test_log_permeability_paper_is_brinkman_with_kappa_s_of_the_image_size():
+    from psppyro.properties.maps import PAPER_SOLID_PERMEABILITY
+
+    pm = property_map("log_permeability_paper")
+    assert pm.components == ("ln_k_xx", "ln_k_yy") and pm.ndim == 2
+    assert "kappa_s = 0.02 h^2" in pm.description and PAPER_SOLID_PERMEABILITY == 0.02
+    for n in (12, 18):
+        x = torch.ones(2, n, n)
+        x[..., :, : n // 3] = 0.0  # solid layer across x: void percolates along y only
+        m, flags = pm.evaluate(x)
+        ref, perc = log_permeability(
+            x, return_percolation=True, solid_permeability=0.02 / n**2
+        )
+        torch.testing.assert_close(m, ref, rtol=0, atol=0)
+        assert torch.equal(flags["percolates"], perc)
+        assert flags["percolates"].tolist() == [[False, True]] * 2
+        # across the layers the exact laminate value: k_xx = kappa_s / s, s = solid fraction
+        s = (n // 3) / n
+        torch.testing.assert_close(m[:, 0], torch.full((2,), math.log(0.02 / n**2 / s),
+                                                       dtype=m.dtype), rtol=1e-9, atol=0)
+
+
+def test_log_permeability_paper_blocked_direction_near_minus_9_5_at_36():
+    """A pspgen36-paper structure at phi = (1, 2): blocked along x, finite ln k_xx near -9.5."""
+    import psppyro as pp
+
+    x = pp.process.preset("pspgen36-paper").sample(torch.tensor([1.0, 2.0]), 6, seed=0)
+    m, flags = property_map("log_permeability_paper").evaluate(x)
+    assert torch.isfinite(m).all()
+    blocked = ~flags["percolates"][:, 0]
+    assert blocked.sum() >= 3
+    assert ((m[blocked, 0] > -10.5) & (m[blocked, 0] < -8.5)).all(), m[blocked, 0]
+    assert abs(float(m[blocked, 0].mean()) + 9.5) < 0.4
+    # the literal map floors the same directions at -20
+    m0, f0 = property_map("log_permeability").evaluate(x)
+    assert torch.equal(f0["percolates"], flags["percolates"])
+    assert (m0[blocked, 0] == -20.0).all()
+    # open directions: the leaky solid adds flow (k grows; ~0.1 in ln k, more at a pinched throat)
+    open_ = flags["percolates"]
+    d = m[open_] - m0[open_]
+    assert (d >= 0).all() and (d < 0.6).all() and float(d.median()) < 0.15, d
