@@ -39,6 +39,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .._validation import check_int
+
 __all__ = ["batched_pcg", "raise_if_not_converged"]
 
 
@@ -130,8 +132,7 @@ def batched_pcg(
         raise ValueError("b must be a tensor of shape (B, *unknown_shape) with a batch dimension 0")
     if not (isinstance(rtol, (int, float)) and rtol > 0):
         raise ValueError(f"rtol must be a number > 0, got {rtol!r}")
-    if isinstance(maxiter, bool) or not isinstance(maxiter, int) or maxiter < 1:
-        raise ValueError(f"maxiter must be an integer >= 1, got {maxiter!r}")
+    maxiter = check_int("maxiter", maxiter, minimum=1)
     if apply_M is None:
         def apply_M(r):
             return r

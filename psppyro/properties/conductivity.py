@@ -99,7 +99,7 @@ import math
 import numpy as np
 import torch
 
-from .._validation import check_binary, check_choice, check_positive
+from .._validation import as_tensor, check_binary, check_choice, check_int, check_positive
 from ._krylov import batched_pcg, raise_if_not_converged
 
 __all__ = ["conductivity", "hashin_shtrikman_bounds", "wiener_bounds"]
@@ -108,8 +108,6 @@ _DEFAULT_RTOL = {torch.float64: 1e-8, torch.float32: 1e-5}
 
 
 def _check_args(x, phases, method, refine, ndim, dtype, rtol, maxiter):
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"x must be a torch.Tensor of 0/1 values, got {type(x).__name__}")
     check_choice("ndim", ndim, (2, 3))
     if x.dim() < ndim:
         raise ValueError(
@@ -127,13 +125,11 @@ def _check_args(x, phases, method, refine, ndim, dtype, rtol, maxiter):
     check_choice("method", method, ("fft", "fem"))
     if method == "fem" and ndim != 2:
         raise ValueError(f"method='fem' is available for 2-D images only (ndim=2), got ndim={ndim}")
-    if isinstance(refine, bool) or not isinstance(refine, int) or refine < 1:
-        raise ValueError(f"refine must be an integer >= 1, got {refine!r}")
+    check_int("refine", refine, minimum=1)
     check_choice("dtype", dtype, (torch.float32, torch.float64))
     if rtol is not None:
         check_positive("rtol", rtol)
-    if isinstance(maxiter, bool) or not isinstance(maxiter, int) or maxiter < 1:
-        raise ValueError(f"maxiter must be an integer >= 1, got {maxiter!r}")
+    check_int("maxiter", maxiter, minimum=1)
     check_binary("x", x)
 
 
@@ -296,8 +292,9 @@ def conductivity(
     r"""Effective conductivity tensor of binary periodic images.
 
     Args:
-        x: tensor of shape ``(..., N_y, N_x)`` (``ndim=2``) or ``(..., N_z, N_y, N_x)`` (``ndim=3``)
-            with values 0./1. only; leading dims are batch dims. Pixels are square.
+        x: tensor (or NumPy array) of shape ``(..., N_y, N_x)`` (``ndim=2``) or
+            ``(..., N_z, N_y, N_x)`` (``ndim=3``) with values 0./1. only; leading dims are batch
+            dims. Pixels are square.
         phases: ``(k_0, k_1)``, the conductivity of phase 0 and of phase 1 (both > 0).
         method: ``"fft"`` (finite volumes, FFT-preconditioned batched CG in torch, 2-D and 3-D, runs
             on ``x``'s device) or ``"fem"`` (scikit-fem Q1 elements with a sparse LU, 2-D, CPU).
@@ -317,7 +314,8 @@ def conductivity(
         ``return_info=True``. ``K`` is symmetric to the solver tolerance (not symmetrized).
 
     Raises:
-        TypeError: if ``x`` is not a tensor.
+        TypeError: if ``x`` is not a tensor, array or sequence of numbers, or ``refine`` /
+            ``maxiter`` is not an integer.
         ValueError: for NaN or non-binary ``x``, too few dims, ``phases`` not two positive numbers,
             an unknown ``method``, ``method="fem"`` with ``ndim=3``, or a bad ``refine``/``dtype``/
             ``rtol``/``maxiter``.
@@ -331,7 +329,9 @@ def conductivity(
         >>> K.shape, bool(torch.allclose(K[:, 0, 0], K[:, 1, 1]))
         (torch.Size([2, 2, 2]), True)
     """
+    x = as_tensor("x", x)  # numpy arrays and nested sequences too, as permeability
     _check_args(x, phases, method, refine, ndim, dtype, rtol, maxiter)
+    refine, maxiter = int(refine), int(maxiter)
     batch_shape = tuple(x.shape[:-ndim])
     flat = x.reshape((-1,) + tuple(x.shape[-ndim:]))
     flat = _refine(flat, refine, ndim)

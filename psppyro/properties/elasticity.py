@@ -95,11 +95,12 @@ from __future__ import annotations
 import itertools
 import math
 from functools import lru_cache
+from numbers import Integral
 
 import numpy as np
 import torch
 
-from .._validation import as_tensor, check_binary, check_choice, check_interval
+from .._validation import as_tensor, check_binary, check_choice, check_int, check_interval
 from ._krylov import batched_pcg, raise_if_not_converged
 
 __all__ = ["elasticity", "isotropic_stiffness", "lame"]
@@ -413,8 +414,6 @@ def _pair(name, value, check):
 
 
 def _check_inputs(x, youngs, poisson, plane, method, refine, ndim, columns):
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
     if isinstance(ndim, bool) or ndim not in (2, 3):
         raise ValueError(f"ndim must be 2 or 3, got {ndim!r}")
     if x.dim() < ndim:
@@ -435,8 +434,7 @@ def _check_inputs(x, youngs, poisson, plane, method, refine, ndim, columns):
     check_choice("method", method, ("fft", "fem"))
     if method == "fem" and ndim != 2:
         raise ValueError(f"method='fem' is available in 2-D only, got ndim={ndim}")
-    if isinstance(refine, bool) or not isinstance(refine, int) or refine < 1:
-        raise ValueError(f"refine must be an integer >= 1, got {refine!r}")
+    check_int("refine", refine, minimum=1)
     E = _pair("youngs", youngs, lambda v: _check_positive_modulus(v))
     nu = _pair("poisson", poisson, lambda v: check_interval("poisson", v, -1.0, 0.5))
     nv = 3 if ndim == 2 else 6
@@ -446,14 +444,15 @@ def _check_inputs(x, youngs, poisson, plane, method, refine, ndim, columns):
         columns = tuple(columns)
         if (
             not columns
-            or any(isinstance(c, bool) or not isinstance(c, int) for c in columns)
+            or any(isinstance(c, bool) or not isinstance(c, Integral) for c in columns)
             or any(not 0 <= c < nv for c in columns)
         ):
             raise ValueError(
                 f"columns must be a non-empty sequence of Voigt indices in [0, {nv - 1}], "
                 f"got {columns!r}"
             )
-    return ndim, E, nu, columns
+        columns = tuple(int(c) for c in columns)
+    return int(ndim), E, nu, columns
 
 
 def _check_positive_modulus(v):
@@ -478,8 +477,9 @@ def elasticity(
     r"""Effective (homogenized) stiffness of periodic two-phase images, Voigt notation.
 
     Args:
-        x: binary tensor of shape (..., N2, N1) (2-D) or (..., N3, N2, N1) (3-D); leading dims are
-            batch dims. Value 0 is phase 0, value 1 is phase 1. Axis -1 is direction 1 (``x``).
+        x: binary tensor (or NumPy array) of shape (..., N2, N1) (2-D) or (..., N3, N2, N1)
+            (3-D); leading dims are batch dims. Value 0 is phase 0, value 1 is phase 1. Axis -1
+            is direction 1 (``x``).
         youngs: Young's moduli ``(E of phase 0, E of phase 1)``, each > 0.
         poisson: Poisson's ratio, a number or a pair per phase, each in (-1, 0.5).
         plane: ``"strain"`` (default) or ``"stress"``, the 2-D plane state; must stay ``"strain"``
@@ -509,7 +509,8 @@ def elasticity(
         ``return_info=True``. ``C`` is symmetric to the solver tolerance (not symmetrized).
 
     Raises:
-        TypeError: if ``x`` is not a tensor.
+        TypeError: if ``x`` is not a tensor, array or sequence of numbers, or ``refine`` /
+            ``maxiter`` is not an integer.
         ValueError: for non-binary or non-finite ``x``, too few dims for ``ndim``, ``ndim`` not in
             (2, 3), moduli <= 0 or non-finite, Poisson ratio outside (-1, 0.5), unknown ``plane`` or
             ``method``, ``plane="stress"`` in 3-D, ``method="fem"`` in 3-D, bad ``refine``,
@@ -536,15 +537,16 @@ def elasticity(
         >>> bool(torch.allclose(C, C.mT, atol=1e-8))
         True
     """
+    x = as_tensor("x", x)  # numpy arrays and nested sequences too, as permeability
     ndim, E, nu, columns = _check_inputs(x, youngs, poisson, plane, method, refine, ndim, columns)
+    refine = int(refine)
     if dtype not in (torch.float32, torch.float64):
         raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
     if rtol is not None and not (
         isinstance(rtol, (int, float)) and not isinstance(rtol, bool) and rtol > 0
     ):
         raise ValueError(f"rtol must be a number > 0 or None, got {rtol!r}")
-    if isinstance(maxiter, bool) or not isinstance(maxiter, int) or maxiter < 1:
-        raise ValueError(f"maxiter must be an integer >= 1, got {maxiter!r}")
+    maxiter = check_int("maxiter", maxiter, minimum=1)
 
     batch_shape = x.shape[:-ndim]
     grid = x.shape[-ndim:]

@@ -277,7 +277,8 @@ def test_not_converged_raises_naming_samples_and_residuals():
 @pytest.mark.parametrize(
     "x, kwargs, error, match",
     [
-        ([[0.0, 1.0]], {}, TypeError, "x must be a torch.Tensor"),
+        ("abc", {}, TypeError, "x must be a number"),
+        ([0.0, 1.0], {}, ValueError, "at least ndim=2"),  # a list is converted to a tensor
         (torch.zeros(5), {}, ValueError, "at least ndim=2"),
         (torch.zeros(4, 4), {"ndim": 3}, ValueError, "at least ndim=3"),
         (torch.zeros(4, 4), {"ndim": 4}, ValueError, "ndim must be one of"),
