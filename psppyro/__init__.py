@@ -1,6 +1,7 @@
 """psppyro: inverse design of random materials through the Process–Structure–Property chain.
 
-The package is cut into layers that import downward only (see ``DESIGN.md`` §2)::
+The package is cut into layers that import downward only
+(``docs/architecture.md`` § "Layers and their import rule")::
 
     process      p(x | φ): spectral densities, Gaussian random fields, Cahn–Hilliard, presets
     properties   p(m | x): permeability (Stokes), conductivity, elasticity

@@ -2,7 +2,7 @@
 
 Sample ``i`` of a run with seed ``s`` draws from a generator seeded by
 :func:`derive_seed`\\(s, i), so results do not depend on chunking or on the number of workers
-(DESIGN §3, Randomness).
+(``docs/architecture.md`` § "Randomness and seeding").
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Argument checks shared by every layer.
 
 Each check raises a ``ValueError`` or ``TypeError`` whose message names the argument, shows the
-offending value and states what is allowed (DESIGN §5: nothing is silently clipped or reshaped).
-This module imports only torch and numpy so that every layer may use it.
+offending value and states what is allowed; nothing is silently clipped or reshaped
+(``docs/architecture.md`` § "Verification and errors"). This module imports only torch and numpy so
+that every layer may use it.
 """
 
 from __future__ import annotations
@@ -231,7 +232,9 @@ def check_in_bounds(name, t, bounds, atol=1e-6):
 
 
 def check_binary(name, x):
-    """Raise ``ValueError`` unless ``x`` holds only the values 0 and 1 (phases, DESIGN §3).
+    """Raise ``ValueError`` unless ``x`` holds only the values 0 and 1.
+
+    Phases: ``docs/architecture.md`` § "Phases".
 
     Example::
 

@@ -4,13 +4,13 @@ r"""The end-to-end demo: design a random porous material for three permeability 
 (Zang & Koutsourelakis) on this package's own simulator:
 
 1. **Targets.** The paper's boxes M_d^L = [−10, −9] × [−7, −5], M_d^M = [−7, −5]² and
-   M_d^R = [−7, −5] × [−10, −9] are hardly reachable with our literal simulator (DESIGN §3: its
-   ln k spread is narrower), so the demo keeps their *meaning* — L: low horizontal / high
-   vertical, M: high both, R: low vertical / high horizontal — as boxes centred on the median of
-   m = (ln k_xx, ln k_yy) simulated at φ = (1, 2), (5, 0.2) and (9, 2), with half-widths one
-   standard deviation of those samples (both taken over the samples that percolate in both
-   directions: a blocked direction sits at the artificial log floor; its frequency is reported).
-   They are computed once, printed and stored in ``targets.json``.
+   M_d^R = [−7, −5] × [−10, −9] are hardly reachable with our literal simulator (its ln k spread is
+   narrower: ``docs/architecture.md`` § "Cell and units"), so the demo keeps their *meaning* — L:
+   low horizontal / high vertical, M: high both, R: low vertical / high horizontal — as boxes
+   centred on the median of m = (ln k_xx, ln k_yy) simulated at φ = (1, 2), (5, 0.2) and (9, 2),
+   with half-widths one standard deviation of those samples (both taken over the samples that
+   percolate in both directions: a blocked direction sits at the artificial log floor; its frequency
+   is reported). They are computed once, printed and stored in ``targets.json``.
 2. **Data.** A reduced case-1 training set (uniform φ, 4 microstructures per φ) and a coarse
    reference grid, generated with :func:`psppyro.data.generate` (resumable: a second run reuses
    them).
@@ -41,7 +41,8 @@ import torch
 
 __all__ = ["DemoConfig", "PAPER_BOXES", "TARGET_ANCHORS", "run_demo"]
 
-#: The φ that anchor the three targets' meaning (DESIGN §3 orientation: φ1 = 1 → low k_xx).
+#: The φ that anchor the three targets' meaning (φ1 = 1 → low k_xx: the orientation in
+#: ``docs/architecture.md`` § "The PSP-GEN spectral density").
 TARGET_ANCHORS = {"L": (1.0, 2.0), "M": (5.0, 0.2), "R": (9.0, 2.0)}
 
 #: The PSP-GEN paper's boxes (ln k_xx, ln k_yy), reported for comparison.

@@ -25,10 +25,10 @@ where 𝓜 is a :class:`~psppyro.properties.PropertyMap`. Sample ``(i, r)`` sits
 φ values are rounded to the process's dtype before use and storage, so the stored φ is exactly the φ
 that produced the sample.
 
-**Randomness** (DESIGN §3): the microstructures of φ value ``i`` use ``derive_seed(seed, 0, i)`` and
-nothing else; the φ design uses ``derive_seed(seed, 1)``. Properties are evaluated per φ value, with
-torch on one thread. A dataset is therefore bit-identical for any number of workers, any chunk size
-and any executor (in-process, process pool, Dask).
+**Randomness** (``docs/architecture.md`` § "Randomness and seeding"): the microstructures of φ value
+``i`` use ``derive_seed(seed, 0, i)`` and nothing else; the φ design uses ``derive_seed(seed, 1)``.
+Properties are evaluated per φ value, with torch on one thread. A dataset is therefore bit-identical
+for any number of workers, any chunk size and any executor (in-process, process pool, Dask).
 
 **Execution**: ``workers=1`` computes in the calling process; ``workers > 1`` (default: all cores)
 uses a local process pool (``forkserver`` start method, so scripts need the usual

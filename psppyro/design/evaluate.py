@@ -12,7 +12,8 @@ true chain
   target draws
   otherwise), with a bootstrap standard error (200 resamples of the simulated m).
 
-Reproducibility and parallelism follow data generation (DESIGN §3): the simulations at φ_i are
+Reproducibility and parallelism follow data generation
+(``docs/architecture.md`` § "Randomness and seeding"): the simulations at φ_i are
 cut into
 chunks of ``chunk_size`` and chunk c draws with ``derive_seed(seed, i, c)``, so the answer does not
 depend on ``workers`` (a ``spawn`` process pool; each worker uses one torch thread).

@@ -1,7 +1,7 @@
 r"""Posterior design: p(φ, z | target) explored by SVI, NUTS or a normalizing-flow guide.
 
-**O1 as conditioning** (DESIGN §1). With a prior p(φ) (uniform on the φ box, or the model's
-``phi_prior``) and z ~ N(0, I),
+**O1 as conditioning** (``docs/architecture.md`` § "The design problem"). With a prior p(φ) (uniform
+on the φ box, or the model's ``phi_prior``) and z ~ N(0, I),
 
 .. math::
 
@@ -23,9 +23,9 @@ of the target; option ``num_pseudo_data``, default 20).
 **Methods.**
 
 - ``svi``: ``AutoLowRankMultivariateNormal`` (option ``rank``) + ``Trace_ELBO`` + Adam. A low-rank
-  Gaussian in the unconstrained space fits box-shaped posteriors poorly (DESIGN §6): check the
-  PSIS k̂
-  reported in ``diagnostics`` (k̂ > 0.7: the guide is unreliable).
+  Gaussian in the unconstrained space fits box-shaped posteriors poorly
+  (``docs/architecture.md`` § "Measured figures"): check the PSIS k̂ reported in ``diagnostics`` (k̂
+  > 0.7: the guide is unreliable).
 - ``nuts``: ``pyro.infer.NUTS`` in ``MCMC``. Chains run one after another in this process (each
 with its
   own derived seed): Pyro's multi-chain mode forks worker processes (``mp_context``) which is

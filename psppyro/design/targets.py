@@ -1,7 +1,8 @@
 r"""Design targets: what "the material we want" means.
 
 A target turns the model's property distribution p(m | φ, z) into a per-(φ, z) *log utility*
-log u(φ, z), whose average over the nuisance latent z gives the design objective (DESIGN §1).
+log u(φ, z), whose average over the nuisance latent z gives the design objective
+(``docs/architecture.md`` § "The design problem").
 
 **Box (objective O1 with u = 1_{M_d})**. For M_d = [l, h] (a box in R^{d_m})
 

@@ -1,7 +1,8 @@
 """Learned links of the Process–Structure–Property chain, as Pyro models.
 
-Each method lives in one file; all of them satisfy the design protocol of DESIGN §4
-(``phi_bounds``, ``latent_dim``, ``property_dist(phi, z)``).
+Each method lives in one file; all of them satisfy the design protocol of
+``docs/architecture.md`` § "The design protocol" (``phi_bounds``, ``latent_dim``,
+``property_dist(phi, z)``).
 
 - :class:`PSPGen` — PSP-GEN (Zang & Koutsourelakis 2025): z1 = g(φ), z0 ~ N(0, I),
   x ~ Bernoulli(D_x(z0, z1)), m ~ N(μ_m(z0, z1), σ_m²), amortized β-VAE guide, semi-supervised.

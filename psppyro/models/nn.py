@@ -7,8 +7,9 @@ He et al. 2016, "Identity mappings in deep residual networks")::
 
 :class:`ResidualMLP` is ``Linear(d_in → width)``, ``num_blocks`` residual blocks, ``ELU`` and
 ``Linear(width → d_out)``. The convolutional stacks use circular padding because every
-microstructure in this package lives on a periodic cell (DESIGN §3): a feature leaving the right
-edge comes back on the left, and the networks see it that way.
+microstructure in this package lives on a periodic cell
+(``docs/architecture.md`` § "Cell and units"): a feature leaving the right edge comes back on the
+left, and the networks see it that way.
 
 :class:`ConvEncoder` halves the image :func:`downsampling_levels` times with stride-2 convolutions
 (channels 16, 32, 64, … up to 128) and maps the flattened features to ``d_out`` with a

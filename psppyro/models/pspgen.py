@@ -47,9 +47,9 @@ of the training images' two-point correlations explaining 90 % of their variance
 (:func:`~psppyro.models.two_point.principal_components_for_variance`), d_z0 ≈ 5 % of the number of
 pixels.
 
-**Design protocol** (DESIGN §4): ``phi_bounds`` (d_φ, 2), ``latent_dim`` = d_z0 and
-``property_dist(phi, z)`` = ``Independent(Normal(μ_m, σ_m), 1)`` in physical units,
-differentiable in φ and z.
+**Design protocol** (``docs/architecture.md`` § "The design protocol"): ``phi_bounds`` (d_φ, 2),
+``latent_dim`` = d_z0 and ``property_dist(phi, z)`` = ``Independent(Normal(μ_m, σ_m), 1)`` in
+physical units, differentiable in φ and z.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 A *process* maps processing parameters φ to random two-phase microstructures x. Here a process is a
 Gaussian random field (GRF) with a φ-dependent spectral density, normalized and thresholded,
-optionally followed by a Cahn–Hilliard phase-separation step (DESIGN §3).
+optionally followed by a Cahn–Hilliard phase-separation step
+(``docs/architecture.md`` § "Fields, thresholds and Cahn–Hilliard").
 
 Example::
 

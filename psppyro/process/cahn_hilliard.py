@@ -1,7 +1,8 @@
 r"""Cahn–Hilliard phase separation by a stabilized semi-implicit Fourier spectral scheme.
 
 PSP-GEN post-processes its thresholded Gaussian random fields by a short Cahn–Hilliard run
-(DESIGN §3). With concentration :math:`c \in [-1, 1]` (phase 1 ↔ :math:`c = +1`) the equation is
+(``docs/architecture.md`` § "Fields, thresholds and Cahn–Hilliard"). With concentration
+:math:`c \in [-1, 1]` (phase 1 ↔ :math:`c = +1`) the equation is
 
 .. math::
 
@@ -93,10 +94,11 @@ default ``dt = 0.02`` (250 steps for T = 5) is the largest step in the table mee
 (Δt = 0.025 meets the pixel criterion only); there the median |Δ ln k| is 0.02, no percolation flag
 flips, and the largest |Δ ln k| (0.84) comes from a single direction with a near-pinched throat
 (the next largest is 0.17) — max |Δ ln k| is not monotone in Δt for that reason; flips appear from
-Δt = 0.05 on (a flip moves ln k to the floor: DESIGN §6's max |Δ ln k| ≈ 12 at Δt = 0.1). The
-semi-implicit scheme at Δt = 0.0005 (DESIGN §6's reference) differs from the RK4 reference in
-0.017 % of the pixels (max |Δc| 0.006). The void fraction drifts from 2/3 to ≈ 0.718 through
-Cahn–Hilliard and re-binarization: expected, not a bug.
+Δt = 0.05 on (a flip moves ln k to the floor: the max |Δ ln k| ≈ 12 at Δt = 0.1 of
+``docs/architecture.md`` § "Measured figures"). The semi-implicit scheme at Δt = 0.0005 (that
+study's reference) differs from the RK4 reference in 0.017 % of the pixels (max |Δc| 0.006). The
+void fraction drifts from 2/3 to ≈ 0.718 through Cahn–Hilliard and re-binarization: expected, not a
+bug.
 
 ``precision="float32"`` runs the time loop in single precision: at Δt = 0.02 it differs from
 float64 by max |Δc| = 1.4e-5 and in no pixel (far below the Δt error), and it is ≈ 1.5× faster on

@@ -1,7 +1,8 @@
 """The structure–property link p(m | x): effective properties of two-phase periodic media.
 
 Every solver is batched over leading dimensions and has two independent discretizations that are
-checked against each other and against exact solutions (DESIGN §5).
+checked against each other and against exact solutions
+(``docs/architecture.md`` § "Verification and errors").
 
 Example::
 

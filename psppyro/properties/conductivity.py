@@ -16,10 +16,10 @@ periodic fluctuation :math:`\varphi` solving
 and the :math:`d` load cases :math:`E = e_j` give the columns of the effective tensor
 :math:`K_{\mathrm{eff}}` (``K[..., a, j]`` = mean flux along axis component ``a`` for ``E = e_j``).
 
-Tensor components follow the image axes of DESIGN §3: component 0 is "x" = image axis -1
-(horizontal), component 1 is "y" = axis -2 (vertical, row index increasing), component 2 is "z" =
-axis -3 in 3-D. Pixels are square (or cubic); the result does not depend on the cell size, so
-rectangular images of square pixels are accepted as well.
+Tensor components follow the image axes of ``docs/architecture.md`` § "Arrays and axes": component 0
+is "x" = image axis -1 (horizontal), component 1 is "y" = axis -2 (vertical, row index increasing),
+component 2 is "z" = axis -3 in 3-D. Pixels are square (or cubic); the result does not depend on the
+cell size, so rectangular images of square pixels are accepted as well.
 
 Finite-volume scheme (``method="fft"``, 2-D and 3-D)
 -----------------------------------------------------

@@ -2,8 +2,9 @@ r"""Effective elasticity of two-phase periodic media: matrix-free Q1 voxel finit
 
 The periodic cell :math:`\Omega` (unit square or cube, pixel/voxel size :math:`h = 1/N`) holds two
 isotropic phases; pixel value 0 has Young's modulus ``youngs[0]``, value 1 has ``youngs[1]``
-(DESIGN §3). For a macroscopic strain :math:`\bar\varepsilon` the displacement is
-:math:`u = \bar\varepsilon\,x + \tilde u` with a periodic fluctuation :math:`\tilde u` that solves
+(``docs/architecture.md`` § "Phases"). For a macroscopic strain :math:`\bar\varepsilon` the
+displacement is :math:`u = \bar\varepsilon\,x + \tilde u` with a periodic fluctuation
+:math:`\tilde u` that solves
 
 .. math::
 

@@ -1,8 +1,8 @@
 r"""Effective permeability of periodic two-phase images by Stokes flow (the PSP-GEN property).
 
-Phase 1 is fluid (void), phase 0 is impermeable solid (DESIGN §3, the PoreSpy convention).  In the
-periodic unit cell Ω = [0, 1)² (pixel size h = 1/N) we solve, for a unit body force along
-direction j and unit viscosity,
+Phase 1 is fluid (void), phase 0 is impermeable solid (the PoreSpy convention,
+``docs/architecture.md`` § "Phases").  In the periodic unit cell Ω = [0, 1)² (pixel size h = 1/N) we
+solve, for a unit body force along direction j and unit viscosity,
 
 .. math::
 
@@ -46,7 +46,7 @@ physical value: ``refine`` keeps it fixed (the drag per sub-pixel is the same).
 - Taylor–Hood (``method="fem"``): the whole periodic cell is meshed and ∫ κ⁻¹ u·v is added with
   the pixel values of 1/κ.
 
-Two discretizations (DESIGN §5: each property has two):
+Two discretizations (each property has two: ``docs/architecture.md`` § "Verification and errors"):
 
 - ``method="mac"`` (default, :mod:`~psppyro.properties._stokes_mac`): staggered-grid (MAC) finite
   volumes, u on vertical faces, v on horizontal faces, p at cell centres; a face touching a solid
