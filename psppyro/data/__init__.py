@@ -6,7 +6,9 @@ Every learned model and every reference answer of psppyro is built from such dat
 - :func:`generate` draws φ (uniform, grid, Sobol or explicit), ``per_phi`` microstructures per φ and
   their properties, and streams them chunk by chunk to a Zarr store that survives a crash at any
   point (:mod:`psppyro.data.store`); the result does not depend on the number of workers or chunks;
-- :func:`open_dataset` opens a store lazily and checks it; :func:`split` divides it by φ groups;
+- :func:`open_dataset` opens a store lazily after a cheap integrity check (file fingerprints);
+  :func:`verify_dataset` (``psppyro verify PATH``) decodes and checks every chunk; :func:`split`
+  divides a dataset by φ groups;
   :func:`to_torch` feeds it to torch (whole tensors, or minibatches read lazily from the store);
 - :func:`reference_probability` estimates P(m ∈ M_d | φ) per φ value with its binomial standard
   error (the "reference maps" of PSP-GEN);
@@ -24,19 +26,29 @@ from .loaders import TriadLoader, to_torch
 from .presets import DATASET_PRESETS, DatasetPreset, dataset_preset
 from .reference import reference_probability
 from .splits import split
-from .store import STORE_FORMAT, open_dataset, verify_dataset
+from .store import (
+    STORE_FORMAT,
+    CorruptStoreError,
+    describe_store,
+    open_dataset,
+    partial_path,
+    verify_dataset,
+)
 
 __all__ = [
     "DATASET_PRESETS",
     "DESIGNS",
     "STORE_FORMAT",
+    "CorruptStoreError",
     "DatasetPreset",
     "TriadLoader",
     "dataset_preset",
     "default_chunk_size",
+    "describe_store",
     "design_phi",
     "generate",
     "open_dataset",
+    "partial_path",
     "reference_probability",
     "split",
     "to_torch",

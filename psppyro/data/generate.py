@@ -30,17 +30,22 @@ that produced the sample.
 Properties are evaluated per φ value, with torch on one thread. A dataset is therefore bit-identical
 for any number of workers, any chunk size and any executor (in-process, process pool, Dask).
 
-**Execution**: ``workers=1`` computes in the calling process; ``workers > 1`` (default: all cores)
-uses a local process pool (``forkserver`` start method, so scripts need the usual
-``if __name__ == "__main__":`` guard); ``client=distributed.Client(...)`` runs the chunks on any
-Dask cluster, e.g. one started with ``dask scheduler`` and ``dask worker tcp://host:8786``. Workers
-only compute; the calling process writes each finished chunk to the store and then marks it
+**Execution**: by default (``workers=None`` or ``1``) the chunks are computed in the calling
+process, which works from any script, from standard input and in notebooks. ``workers > 1`` uses a
+local process pool (``forkserver`` start method): each worker imports the main module, so the call
+must sit under ``if __name__ == "__main__":`` in a script file, and custom process or property
+classes must live in an importable module (not in ``__main__`` of a notebook or of standard input);
+otherwise the pool cannot start and :func:`generate` raises a ``RuntimeError`` that says so. (The
+``psppyro generate`` command uses all cores.) ``client=distributed.Client(...)`` runs the chunks on
+any Dask cluster, e.g. one started with ``dask scheduler`` and ``dask worker tcp://host:8786``.
+Workers only compute; the calling process writes each finished chunk to the store and then marks it
 complete, so the store needs to be reachable from the caller only, and at most ``2 · workers``
 chunks are held in memory at any time (peak memory does not grow with the dataset).
 
-**Resuming**: calling :func:`generate` again with the same arguments on the same ``path`` computes
-only the chunks without a completion marker (see :mod:`psppyro.data.store`); different arguments are
-refused with the list of differing settings.
+**Resuming**: the store is built in ``<path>.partial`` and renamed to ``path`` when complete
+(:mod:`psppyro.data.store`). Calling :func:`generate` again with the same arguments computes only
+the chunks of ``<path>.partial`` without a completion marker; a run with different arguments is
+refused with the list of differing settings, and a finished store at ``path`` is returned as it is.
 
 References:
     Zang, Y. and Koutsourelakis, P.-S. (2024). PSP-GEN: stochastic inversion of the
@@ -253,6 +258,7 @@ def default_chunk_size(n_phi, per_phi, shape):
 def _create_store(path, process, pm, phi, config, layout, attrs):
     import dask.array as da
     import xarray as xr
+    import zarr
 
     _store.begin_store(path, config, layout)
     n_phi, per_phi, c = config["n_phi"], config["per_phi"], config["chunk_size"]
@@ -280,6 +286,11 @@ def _create_store(path, process, pm, phi, config, layout, attrs):
         ds.to_zarr(
             str(path), mode="a", compute=False, consolidated=False, zarr_format=3, encoding=encoding
         )
+    with warnings.catch_warnings():
+        # "Consolidated metadata is currently not part in the Zarr format 3 specification":
+        # zarr-python and xarray read it, and plain xarray.open_zarr(path) then needs no fallback.
+        warnings.simplefilter("ignore", UserWarning)
+        zarr.consolidate_metadata(str(path), zarr_format=3)
     _store.finish_store(path)
 
 
@@ -316,11 +327,38 @@ def _probe_flags(process, pm, phi0, seed):
 # --------------------------------------------------------------------------- execution
 def _local_workers(workers):
     if workers is None:
-        try:
-            return max(1, len(os.sched_getaffinity(0)))
-        except AttributeError:  # pragma: no cover - not Linux
-            return max(1, os.cpu_count() or 1)
+        return 1  # in-process: works in scripts without a __main__ guard, stdin and notebooks
     return _check_count("workers", workers)
+
+
+def _check_not_in_worker_bootstrap(what):
+    """Refuse to run while a worker process re-imports the main module (no ``__main__`` guard).
+
+    Without this the worker would re-run the user's script from the top, writing to the same
+    store, before dying on its own pool start; the parent then reports the guard (below).
+    """
+    import multiprocessing as mp
+
+    if getattr(mp.current_process(), "_inheriting", False):
+        raise RuntimeError(
+            f"{what} was called while a worker process imported the main module: the script "
+            'calls it without an `if __name__ == "__main__":` guard'
+        )
+
+
+def pool_failure(what, workers, err):
+    """The ``RuntimeError`` for a process pool that could not start or broke."""
+    return RuntimeError(
+        f"{what}(workers={workers}): the worker processes could not start or died "
+        f"({type(err).__name__}: {err}). Each worker imports the main module, so (1) a script "
+        'must make this call under `if __name__ == "__main__":`, and (2) code run from standard '
+        "input (python - < script.py) or a notebook cannot use workers > 1 (the workers cannot "
+        "import it), nor can process or property classes defined there. Put the call under the "
+        "guard in a script file and custom classes in an importable module, or use workers=1 "
+        "(in-process, the default; the results are identical). A worker killed by the system "
+        "(e.g. out of memory) also gives this error; the finished chunks are kept, so running "
+        "the same call again resumes"
+    )
 
 
 def _run_serial(tasks, process, pm, emit):
@@ -339,24 +377,30 @@ def _run_pool(tasks, process, pm, workers, emit):
         ctx.set_forkserver_preload(
             ["torch", "psppyro.data._worker", "psppyro.process", "psppyro.properties"]
         )
+    from concurrent.futures.process import BrokenProcessPool
+    from pickle import PicklingError
+
     window = 2 * workers
     queue = list(tasks)[::-1]
-    with ProcessPoolExecutor(
-        workers, mp_context=ctx, initializer=init_worker, initargs=(process, pm)
-    ) as pool:
-        running = {}
-        try:
-            while queue or running:
-                while queue and len(running) < window:
-                    task = queue.pop()
-                    running[pool.submit(compute_chunk, *task[1:])] = task
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    emit(running.pop(fut), fut.result())
-        except BaseException:
-            # An error or Ctrl-C: drop queued chunks instead of computing them before exiting.
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
+    try:
+        with ProcessPoolExecutor(
+            workers, mp_context=ctx, initializer=init_worker, initargs=(process, pm)
+        ) as pool:
+            running = {}
+            try:
+                while queue or running:
+                    while queue and len(running) < window:
+                        task = queue.pop()
+                        running[pool.submit(compute_chunk, *task[1:])] = task
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        emit(running.pop(fut), fut.result())
+            except BaseException:
+                # An error or Ctrl-C: drop queued chunks instead of computing them before exiting.
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+    except (BrokenProcessPool, PicklingError) as err:
+        raise pool_failure("generate", workers, err) from err
 
 
 def _run_dask(tasks, process, pm, client, emit):
@@ -419,14 +463,16 @@ def generate(
         n_phi: number of φ values of a named design (must agree with ``phi`` if both are given).
         per_phi: microstructures per φ value.
         design: ``"uniform"`` (prior draws for unbounded families), ``"grid"`` or ``"sobol"``.
-        path: folder of the Zarr store; created, or resumed if it holds an unfinished run.
+        path: folder of the Zarr store. It is built in ``<path>.partial`` and renamed to ``path``
+            when complete; an unfinished ``<path>.partial`` of the same arguments is resumed.
         seed: non-negative integer run seed.
         client: a ``distributed.Client``; chunks then run on its cluster.
         chunk_size: samples per chunk (a multiple of ``per_phi``); default
             :func:`default_chunk_size`. It fixes the store layout, so a resume must use the same.
         labelled: evaluate the properties (``m`` and flags); ``False`` stores φ and x only.
-        workers: local worker processes (default: all cores; 1 = in the calling process).
-            Ignored when ``client`` is given.
+        workers: local worker processes; ``None`` (default) or 1 computes in the calling
+            process. ``workers > 1`` needs the ``if __name__ == "__main__":`` guard in scripts
+            (module docstring). Ignored when ``client`` is given.
         progress: show a progress bar with ETA (``tqdm``).
         preset_name: name of the dataset preset, recorded in ``attrs["preset"]``.
 
@@ -434,9 +480,12 @@ def generate(
         the lazily opened ``xarray.Dataset``.
 
     Raises:
-        ValueError: for bad arguments, a foreign or corrupted store at ``path``, or a resume whose
-            configuration differs from the stored one (the message lists the differences).
+        ValueError: for bad arguments, a foreign or corrupted store at ``path``, or a store or
+            unfinished ``<path>.partial`` whose configuration differs from the requested one (the
+            message lists the differences).
         TypeError: for a ``process`` or ``properties`` of the wrong type.
+        RuntimeError: if the worker pool of ``workers > 1`` cannot start (the message explains
+            the ``__main__`` guard).
 
     Example::
 
@@ -446,6 +495,7 @@ def generate(
         >>> ds["x"].shape, ds["m"].shape
         ((4, 64, 64), (4, 2))
     """
+    _check_not_in_worker_bootstrap("psppyro.data.generate")
     process = _resolve_process(process)
     pm = _resolve_properties(properties)
     if not isinstance(labelled, bool):
@@ -500,18 +550,32 @@ def generate(
     }
     config = json.loads(json.dumps(config))  # exactly what comes back from disk
 
-    state = _store.store_state(path)
-    if state == "ours":
-        info = _store.read_format(path)
-        diff = _store.config_differences(info["config"], config)
-        if diff:
+    if client is None:
+        workers = _local_workers(workers)
+    final = Path(path)
+    partial = _store.partial_path(final)
+    state = _store.classify(final)
+    if state == "complete":
+        _refuse_other_config(final, config, "the finished dataset store")
+        return _store.open_dataset(final)
+    if state != "new":
+        raise ValueError(
+            f"dataset store {str(final)!r} is unfinished but not in a {partial.name!r} build "
+            f"folder (state {state!r}; written in place by an older psppyro, or moved there). "
+            "Delete it and run generate(...) again"
+        )
+    pstate = _store.classify(partial)
+    if pstate in ("incomplete", "complete"):
+        _refuse_other_config(partial, config, "the unfinished dataset store")
+        info = _store.read_format(partial)
+        if info["format"] != _store.STORE_FORMAT:
             raise ValueError(
-                f"dataset store {str(path)!r} was started with a different configuration; refusing "
-                "to resume. Differences:\n" + "\n".join(diff)
+                f"{str(partial)!r} was written by an older psppyro ({info['format']}); delete it "
+                "and run generate(...) again"
             )
         spec = _store.store_spec(info)
-        group = _store.check_arrays(path, spec)
-        done = set(_store.verify_dataset(path))
+        group = _store.check_arrays(partial, spec, mode="r+")
+        done = set(_store.verify_dataset(partial))
     else:
         flags = _probe_flags(process, pm, phi_values[0], seed) if labelled else []
         layout = {"flags": flags}
@@ -532,9 +596,9 @@ def generate(
         }
         if preset_name is not None:
             attrs["preset"] = str(preset_name)
-        _create_store(path, process, pm, phi_values, config, layout, attrs)
+        _create_store(partial, process, pm, phi_values, config, layout, attrs)
         spec = {**config, **layout}
-        group = _store.check_arrays(path, spec)
+        group = _store.check_arrays(partial, spec, mode="r+")
         done = set()
 
     n = n_phi * per_phi
@@ -574,27 +638,40 @@ def generate(
                     f"{spec['flags']}"
                 )
             arrays.update(out["flags"])
+        files = {}
         for name, value in arrays.items():
             if name not in zarrays:
                 zarrays[name] = group[name]
             zarrays[name][start:stop] = value
-        _store.write_marker(
-            path, k, {"start": start, "stop": stop, "sha256": _store.chunk_hash(arrays)}
-        )
+            rel = _store.chunk_file(zarrays[name], name, k)
+            files[rel] = _store.fingerprint(partial / rel)
+        marker = {"start": start, "stop": stop, "sha256": _store.chunk_hash(arrays), "files": files}
+        _store.write_marker(partial, k, marker)
         bar.update(stop - start)
 
     try:
         if client is not None:
             _run_dask(tasks, process, pm, client, emit)
         else:
-            workers = min(_local_workers(workers), max(1, len(tasks)))
+            workers = min(workers, max(1, len(tasks)))
             if workers == 1:
                 _run_serial(tasks, process, pm, emit)
             else:
                 _run_pool(tasks, process, pm, workers, emit)
     finally:
         bar.close()
-    return _store.open_dataset(path)
+    _store.complete_store(partial, final)
+    return _store.open_dataset(final)
+
+
+def _refuse_other_config(folder, config, what):
+    diff = _store.config_differences(_store.read_format(folder)["config"], config)
+    if diff:
+        raise ValueError(
+            f"{what} {str(folder)!r} was generated with other arguments; refusing to "
+            "mix them (delete it to start over, or call generate with its arguments). "
+            "Differences:\n" + "\n".join(diff)
+        )
 
 
 def _version():
