@@ -13,8 +13,16 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from ..design import DesignResult, ReferenceMap
 
 __all__ = ["pair_plot", "plot_history", "plot_microstructures", "plot_reference_map"]
 
@@ -37,7 +45,14 @@ def _as_samples(x):
     return s
 
 
-def pair_plot(*posteriors, labels=None, names=None, bounds=None, max_points=2000, seed=0):
+def pair_plot(
+    *posteriors: torch.Tensor | DesignResult,
+    labels: Sequence[str] | None = None,
+    names: Sequence[str] | None = None,
+    bounds: torch.Tensor | None = None,
+    max_points: int = 2000,
+    seed: int = 0,
+) -> Figure:
     """Overlaid pair plot of φ samples: histograms on the diagonal, scatter below it.
 
     Args:
@@ -104,7 +119,13 @@ def pair_plot(*posteriors, labels=None, names=None, bounds=None, max_points=2000
     return fig
 
 
-def plot_reference_map(ref, designs=None, samples=None, title=None, log=False):
+def plot_reference_map(
+    ref: ReferenceMap,
+    designs: Mapping[str, torch.Tensor | DesignResult] | None = None,
+    samples: Mapping[str, torch.Tensor | DesignResult] | None = None,
+    title: str | None = None,
+    log: bool = False,
+) -> Figure:
     """Heat map of a :class:`~psppyro.design.ReferenceMap` with designs marked (paper Fig. 3 style).
 
     Args:
@@ -185,7 +206,7 @@ def plot_reference_map(ref, designs=None, samples=None, title=None, log=False):
     return fig
 
 
-def plot_history(*results, labels=None):
+def plot_history(*results: DesignResult, labels: Sequence[str] | None = None) -> Figure:
     """Optimization traces: the ELBO (SVI / flow) or the per-restart SGA objective per epoch.
 
     Args:
@@ -232,7 +253,12 @@ def plot_history(*results, labels=None):
     return fig
 
 
-def plot_microstructures(x, title=None, ncols=4, titles=None):
+def plot_microstructures(
+    x: torch.Tensor,
+    title: str | None = None,
+    ncols: int = 4,
+    titles: Sequence[str] | None = None,
+) -> Figure:
     """A gallery of 2-D binary microstructures (e.g. samples at a design φ*).
 
     Args:

@@ -20,7 +20,7 @@ per pixel.
 
 from __future__ import annotations
 
-from torch import nn
+from torch import Tensor, nn
 
 __all__ = ["ConvDecoder", "ConvEncoder", "ResidualBlock", "ResidualMLP", "downsampling_levels"]
 
@@ -38,12 +38,12 @@ class ResidualBlock(nn.Module):
         torch.Size([3, 8])
     """
 
-    def __init__(self, width):
+    def __init__(self, width: int):
         super().__init__()
         self.linear1 = nn.Linear(width, width)
         self.linear2 = nn.Linear(width, width)
 
-    def forward(self, h):
+    def forward(self, h: Tensor) -> Tensor:
         return h + self.linear2(nn.functional.elu(self.linear1(nn.functional.elu(h))))
 
 
@@ -63,17 +63,17 @@ class ResidualMLP(nn.Module):
         torch.Size([4, 3, 5])
     """
 
-    def __init__(self, d_in, d_out, width=64, num_blocks=2):
+    def __init__(self, d_in: int, d_out: int, width: int = 64, num_blocks: int = 2):
         super().__init__()
         self.input = nn.Linear(d_in, width)
         self.blocks = nn.Sequential(*[ResidualBlock(width) for _ in range(num_blocks)])
         self.output = nn.Linear(width, d_out)
 
-    def forward(self, h):
+    def forward(self, h: Tensor) -> Tensor:
         return self.output(nn.functional.elu(self.blocks(self.input(h))))
 
 
-def downsampling_levels(shape, coarsest=8):
+def downsampling_levels(shape: tuple[int, int], coarsest: int = 8) -> int:
     """How many times a 2-D image can be halved while both sides stay even and ≥ ``coarsest``.
 
     Args:
@@ -95,7 +95,7 @@ def downsampling_levels(shape, coarsest=8):
     return levels
 
 
-def _channels(level):
+def _channels(level: int) -> int:
     return min(16 * 2**level, 128)
 
 
@@ -114,7 +114,7 @@ class ConvEncoder(nn.Module):
         torch.Size([2, 10])
     """
 
-    def __init__(self, shape, d_out, width=256):
+    def __init__(self, shape: tuple[int, int], d_out: int, width: int = 256):
         super().__init__()
         self.shape = tuple(shape)
         levels = downsampling_levels(self.shape)
@@ -130,7 +130,7 @@ class ConvEncoder(nn.Module):
         coarse = (self.shape[0] >> levels) * (self.shape[1] >> levels)
         self.head = ResidualMLP(c_in * coarse, d_out, width=width, num_blocks=1)
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         batch = x.shape[:-2]
         h = self.convs(x.reshape(-1, 1, *self.shape))
         return self.head(h.flatten(1)).reshape(*batch, -1)
@@ -150,7 +150,7 @@ class ConvDecoder(nn.Module):
         torch.Size([2, 36, 36])
     """
 
-    def __init__(self, d_in, shape):
+    def __init__(self, d_in: int, shape: tuple[int, int]):
         super().__init__()
         self.shape = tuple(shape)
         self.levels = downsampling_levels(self.shape)
@@ -169,7 +169,7 @@ class ConvDecoder(nn.Module):
         layers.append(nn.Conv2d(c_in, 1, 3, padding=1, padding_mode="circular"))
         self.convs = nn.Sequential(*layers)
 
-    def forward(self, h):
+    def forward(self, h: Tensor) -> Tensor:
         batch = h.shape[:-1]
         g = nn.functional.elu(self.input(h.reshape(-1, h.shape[-1])))
         g = g.reshape(-1, self.c0, *self.coarse)

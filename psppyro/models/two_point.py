@@ -16,8 +16,13 @@ or 3-D volumes).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    import xarray
 
 from psppyro._random import make_generator
 from psppyro._validation import as_tensor, check_binary, check_interval
@@ -54,7 +59,9 @@ def _images(data, max_samples, seed):
     return x
 
 
-def explained_variance_ratio(data, max_samples=2000, seed=0):
+def explained_variance_ratio(
+    data: torch.Tensor | np.ndarray | xarray.Dataset, max_samples: int = 2000, seed: int = 0
+) -> torch.Tensor:
     """Fraction of the two-point-correlation variance explained by each principal component.
 
     Args:
@@ -92,7 +99,12 @@ def explained_variance_ratio(data, max_samples=2000, seed=0):
     return var / total
 
 
-def principal_components_for_variance(data, fraction=0.9, max_samples=2000, seed=0):
+def principal_components_for_variance(
+    data: torch.Tensor | np.ndarray | xarray.Dataset,
+    fraction: float = 0.9,
+    max_samples: int = 2000,
+    seed: int = 0,
+) -> int:
     """Smallest number of principal components of S2 explaining at least ``fraction`` of variance.
 
     Args:
