@@ -63,6 +63,34 @@ def _simulate_chunk(process, prop, phi_row, n, seed):
 
 def _worker_init():
     torch.set_num_threads(1)
+def _check_not_in_worker_bootstrap():
+    """Refuse to run while a pool worker re-imports the main module (a script without the guard).
+
+    The worker would otherwise re-run the user's script from the top; failing here makes it exit
+    at once, and the parent then explains the guard (:func:`_pool_failure`).
+    """
+    import multiprocessing as mp
+
+    if getattr(mp.current_process(), "_inheriting", False):
+        raise RuntimeError(
+            "simulate_properties was called while a worker process imported the main module: the "
+            'script calls it without an `if __name__ == "__main__":` guard'
+        )
+
+
+def _pool_failure(workers, err):
+    return RuntimeError(
+        f"simulate_properties(workers={workers}): the worker processes could not start or died "
+        f"({type(err).__name__}: {err}). Each worker imports the main module, so (1) a script "
+        'must make this call under `if __name__ == "__main__":`, and (2) code run from standard '
+        "input (python - < script.py) or a notebook cannot use workers > 1, nor can processes, "
+        "property maps or functions (lambdas) defined there: the workers cannot import them. Put "
+        "the call under the guard in a script file and custom code in an importable module, or "
+        "use workers=1 (in-process, the default; the results are identical). A worker killed by "
+        "the system (e.g. out of memory) also gives this error"
+    )
+
+
 
 
 def _task(args):
@@ -70,7 +98,15 @@ def _task(args):
     return _simulate_chunk(process, prop, phi_row, n, seed)
 
 
-def simulate_properties(phi, process, properties, num_samples, seed=0, workers=1, chunk_size=64):
+def simulate_properties(
+    phi,
+    process,
+    properties,
+    num_samples: int,
+    seed: int = 0,
+    workers: int | None = 1,
+    chunk_size: int = 64,
+) -> torch.Tensor:
     """Simulate m for each φ: Tensor ``(*phi.shape[:-1], num_samples, d_m)`` (float64, on CPU).
 
     Args:
@@ -78,11 +114,19 @@ def simulate_properties(phi, process, properties, num_samples, seed=0, workers=1
         process: object with ``sample(phi, num_samples=n, seed=s)`` → images ``(n, *image)``.
         properties: property-map name (e.g. ``"log_permeability"``), ``PropertyMap`` or callable
             x → m (..., d_m).
-        num_samples: simulations per φ. seed: int. workers: process-pool size (1 = in this process).
+        num_samples: simulations per φ. seed: int.
+        workers: process-pool size; 1 or ``None`` computes in this process (works in any script,
+            from standard input and in notebooks). ``workers > 1`` needs the
+            ``if __name__ == "__main__":`` guard in scripts, and a process and property map that
+            the workers can import (not defined in ``__main__``, no lambdas).
         chunk_size: simulations per task (fixes the seeds: keep it when comparing runs).
 
     Returns:
-        Tensor of simulated properties.
+        Tensor of simulated properties (identical for any ``workers``).
+
+    Raises:
+        ValueError: for bad sizes or seed, φ outside the bounds.
+        RuntimeError: if the pool of ``workers > 1`` cannot start (the message explains why).
 
     Example::
 
@@ -94,10 +138,11 @@ def simulate_properties(phi, process, properties, num_samples, seed=0, workers=1
         >>> frac = lambda x: x.mean((-1, -2))[..., None]
         >>> m = simulate_properties(torch.tensor([0.5]), Coin(), frac, 8)
         >>> m.shape
+    _check_not_in_worker_bootstrap()
         torch.Size([8, 1])
     """
     num_samples = _check_int("num_samples", num_samples)
-    workers = _check_int("workers", workers)
+    workers = 1 if workers is None else _check_int("workers", workers)
     chunk_size = _check_int("chunk_size", chunk_size)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
@@ -121,9 +166,16 @@ def simulate_properties(phi, process, properties, num_samples, seed=0, workers=1
         chunks = [_task(t) for t in tasks]
     else:
         import multiprocessing as mp
+        from concurrent.futures.process import BrokenProcessPool
+        from pickle import PicklingError
 
-        with ProcessPoolExecutor(workers, mp.get_context("spawn"), initializer=_worker_init) as ex:
-            chunks = list(ex.map(_task, tasks))
+        try:
+            with ProcessPoolExecutor(
+                workers, mp.get_context("spawn"), initializer=_worker_init
+            ) as ex:
+                chunks = list(ex.map(_task, tasks))
+        except (BrokenProcessPool, PicklingError) as err:
+            raise _pool_failure(workers, err) from err
     m = torch.cat(chunks, 0).double()
     return m.reshape(*batch, num_samples, m.shape[-1])
 
