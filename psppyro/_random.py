@@ -13,7 +13,7 @@ import torch
 __all__ = ["derive_seed", "make_generator"]
 
 
-def derive_seed(seed, *keys):
+def derive_seed(seed: int, *keys: int) -> int:
     """A 63-bit seed derived from ``seed`` and integer ``keys`` through NumPy's ``SeedSequence``.
 
     Example::
@@ -30,7 +30,9 @@ def derive_seed(seed, *keys):
     return int(ss.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
 
 
-def make_generator(seed, device="cpu"):
+def make_generator(
+    seed: int | torch.Generator | None, device: torch.device | str = "cpu"
+) -> torch.Generator:
     """A ``torch.Generator`` on ``device``: from an int seed, or ``seed`` itself if it is one.
 
     ``seed=None`` draws a fresh seed from torch's global generator (so ``pyro.set_rng_seed``

@@ -142,7 +142,12 @@ PRECISIONS = ("float64", "float32")
 _CPU_CHUNK_VALUES = 2**16
 
 
-def wavenumber_squared(shape, dx, device=None, dtype=torch.float64):
+def wavenumber_squared(
+    shape: tuple[int, ...],
+    dx: float,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float64,
+) -> torch.Tensor:
     r"""Squared wave numbers :math:`|k|^2` on the real-FFT grid of a periodic ``shape``.
 
     The last axis is halved as in :func:`torch.fft.rfftn`; :math:`k = 2\pi m / (N\,\mathrm{dx})`
@@ -207,9 +212,16 @@ class CahnHilliard:
     """
 
     def __init__(
-        self, D=10.0, gamma=2.0, T=5.0, dt=None, dx=1.0, stabilization=2.0, ndim=2,
-        precision="float64",
-    ):
+        self,
+        D: float = 10.0,
+        gamma: float = 2.0,
+        T: float = 5.0,
+        dt: float | None = None,
+        dx: float = 1.0,
+        stabilization: float = 2.0,
+        ndim: int = 2,
+        precision: str = "float64",
+    ) -> None:
         check_positive("D", D)
         check_positive("gamma", gamma)
         check_positive("T", T)
@@ -236,21 +248,21 @@ class CahnHilliard:
 
     # ------------------------------------------------------------------ properties
     @property
-    def max_dt(self):
+    def max_dt(self) -> float:
         """float: the largest allowed step (the ``dt`` argument, or the validated default)."""
         return DEFAULT_DT if self._dt_arg is None else self._dt_arg
 
     @property
-    def steps(self):
+    def steps(self) -> int:
         """int: number of time steps taken to reach ``T``."""
         return self._steps
 
     @property
-    def dt(self):
+    def dt(self) -> float:
         """float: the step actually taken, ``T / steps`` (≤ ``max_dt``)."""
         return self.T / self._steps
 
-    def config(self):
+    def config(self) -> dict:
         """Constructor arguments as a JSON-serializable dict, with ``"type": "CahnHilliard"``.
 
         Returns:
@@ -273,7 +285,7 @@ class CahnHilliard:
             "precision": self.precision,
         }
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items() if k != "type")
         return f"CahnHilliard({args})"
 
@@ -324,7 +336,7 @@ class CahnHilliard:
         bulk = 0.25 * (c * c - 1.0).square().sum(dim=dims)
         return (bulk + 0.5 * self.gamma * grad2) * self.dx**self.ndim
 
-    def free_energy(self, c):
+    def free_energy(self, c: torch.Tensor) -> torch.Tensor:
         r"""Discrete Ginzburg–Landau energy :math:`\sum [f(c) + \gamma/2\,|\nabla c|^2]\,dx^d`.
 
         The gradient term is :math:`\sum c(-\nabla^2 c)` with the spectral Laplacian (the operator
@@ -349,7 +361,9 @@ class CahnHilliard:
         k2 = wavenumber_squared(c.shape[-self.ndim :], self.dx, device=c.device)
         return self._energy_hat(c, torch.fft.rfftn(c, dim=self._dims()), k2)
 
-    def evolve(self, c0, return_energy=False):
+    def evolve(
+        self, c0: torch.Tensor, return_energy: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Evolve concentration fields ``c0`` from t = 0 to ``T``.
 
         The input is detached: Cahn–Hilliard is a post-processing step of binary images here and
@@ -425,7 +439,7 @@ class CahnHilliard:
             return c, None
         return c, torch.stack(energies, dim=-1).to(torch.float64)
 
-    def __call__(self, x):
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Phase-separate binary microstructure(s): c0 = 2x − 1, evolve to ``T``, return 1[c > 0].
 
         Args:

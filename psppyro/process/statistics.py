@@ -45,7 +45,7 @@ def _check_image(x, ndim):
     return x
 
 
-def two_point_correlation(x, ndim=2):
+def two_point_correlation(x: torch.Tensor, ndim: int = 2) -> torch.Tensor:
     """Periodic two-point (auto)correlation S2(r) of images, batched.
 
     Args:
@@ -74,7 +74,7 @@ def two_point_correlation(x, ndim=2):
     return torch.fft.irfftn(X.real**2 + X.imag**2, s=shape, dim=dims) / math.prod(shape)
 
 
-def correlation_length(x, axis=-1, ndim=2):
+def correlation_length(x: torch.Tensor, axis: int = -1, ndim: int = 2) -> torch.Tensor:
     """Correlation length (in pixels) along one spatial axis, per sample.
 
     The first lag where the normalized autocovariance along ``axis`` falls below 1/e, linearly
