@@ -1,3 +1,5 @@
+import math
+
 import pyro.poutine as poutine
 import pytest
 import torch
@@ -162,3 +164,33 @@ def test_paper_preset_keeps_the_anisotropy_through_cahn_hilliard():
     ly_l, lx_l = _orientation(lit)
     ly_p, lx_p = _orientation(pap)
     assert ly_p / lx_p > 2 * (ly_l / lx_l), (ly_p / lx_p, ly_l / lx_l)
+
+
+# Measured by benchmarks/pspgen_fingerprints.py (36², 200 samples per point, seed 0):
+# P(m in box | phi_ref) of the paper reading and of the literal reading.
+FINGERPRINT_200 = {"L": (0.760, 0.005), "R": (0.730, 0.000)}
+
+
+@pytest.mark.parametrize("box,phi", [("L", (1.0, 2.0)), ("R", (9.0, 1.905))])
+def test_paper_reading_reproduces_the_fingerprints_and_literal_does_not(box, phi):
+    """50 fresh samples per reading: P within 3.5 s.e. of the 200-sample measurement."""
+    from psppyro.design import paper_targets
+    from psppyro.properties import property_map
+
+    target, n = paper_targets("case1")[box], 50
+    measured, literal_measured = FINGERPRINT_200[box]
+    phi = torch.tensor(phi, dtype=torch.float64)
+    x = preset("pspgen36-paper").sample(phi, n, seed=123)
+    m, flags = property_map("log_permeability_paper").evaluate(x)
+    p = float(target.contains(m).double().mean())
+    se = math.sqrt(measured * (1 - measured) * (1 / n + 1 / 200))
+    assert abs(p - measured) < 3.5 * se, (p, measured, se)
+    # the blocked direction is the one the box asks for: x for L, y for R
+    blocked = 1.0 - flags["percolates"].double().mean(0)
+    axis = 0 if box == "L" else 1
+    assert blocked[axis] > 0.75 and blocked[1 - axis] < 0.1, blocked
+    # the literal reading at the same phi and noise: the box is (almost) never hit
+    x_lit = preset("pspgen36").sample(phi, n, seed=123)
+    p_lit = float(target.contains(property_map("log_permeability")(x_lit)).double().mean())
+    se_lit = math.sqrt(max(literal_measured * (1 - literal_measured), 0.01 * 0.99) / n)
+    assert p_lit < literal_measured + 3.5 * se_lit and p_lit < p - 0.4, (p_lit, p)
