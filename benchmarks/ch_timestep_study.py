@@ -87,7 +87,7 @@ def main(argv=None):
     if not args.quick:
         literal = CahnHilliard(dt=0.0005).evolve(c0)
         pix, dc = compare(literal, reference)
-        print(f"semi-implicit dt=0.0005 (DESIGN's reference) vs reference: {100 * pix:.4f} % "
+        print(f"semi-implicit dt=0.0005 (earlier reference) vs reference: {100 * pix:.4f} % "
               f"pixels, max|dc| {dc:.3f}")
     binary_ref = (reference > 0).double()
     log_k_ref = log_permeability(binary_ref, return_percolation=True)

@@ -14,7 +14,7 @@ def test_tutorial_01_anisotropy_follows_phi1(tmp_path, capsys):
     assert os.path.exists(tmp_path / "microstructures.png")
     assert "gallery written" in capsys.readouterr().out
     med = m.median(dim=1).values  # (3 φ, 2)
-    # φ1 = 1: vertical features -> k_xx below k_yy; φ1 = 9: the reverse (DESIGN §3)
+    # φ1 = 1: vertical features -> k_xx below k_yy; φ1 = 9: the reverse (docs/architecture.md)
     assert med[0, 0] < med[0, 1]
     assert med[2, 1] < med[2, 0]
     assert torch.isfinite(m).all()

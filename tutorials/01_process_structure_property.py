@@ -2,8 +2,9 @@
 
 Walks one PSP-GEN chain by hand: sample microstructures x ~ p(x | φ) of the "pspgen36" preset at
 three processing parameters, compute their Stokes permeability with two discretizations (MAC finite
-volumes and scikit-fem Taylor–Hood) and show how anisotropy follows φ1 (DESIGN §3: φ1 = 1 gives
-vertically elongated features, hence low horizontal permeability).
+volumes and scikit-fem Taylor–Hood) and show how anisotropy follows φ1 (φ1 = 1 gives vertically
+elongated features, hence low horizontal permeability: docs/architecture.md § "The PSP-GEN
+spectral density").
 
 Run::
 

@@ -361,8 +361,9 @@ def test_guides_long_run_importance_weighted_quantiles(method):
     opts = dict(num_steps=4000, lr=0.01, num_samples=4000)
     res = infer_design(LinearToy(), BOX, method, seed=12, **opts)
     # Measured k̂: flow ≈ 0.3–0.5; the Gaussian guide ≈ 0.76 at this length (a Gaussian in the
-    # logit space of the box cannot match the posterior's tails, DESIGN §6) — so importance weights
-    # are still usable (k̂ < 1: finite mean) but their error is only roughly that of the Kish ESS.
+    # logit space of the box cannot match the posterior's tails: docs/architecture.md) — so
+    # importance weights are still usable (k̂ < 1: finite mean) but their error is only roughly that
+    # of the Kish ESS.
     assert res.diagnostics["khat"] < (0.7 if method == "flow" else 1.0)
     mean, sd = _quadrature_posterior(BOX)
     # Reverse-KL fits are under-dispersed: measured sd 14–20 % low for both guides.
