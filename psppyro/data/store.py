@@ -635,12 +635,14 @@ class _GuardedArray:
     fill value (NaN, 0) or as a bare codec error.
     """
 
-    def __init__(self, root, name, expected):
+    def __init__(self, root, name, expected, unfinished=()):
         self.root, self.name, self.expected = str(root), name, expected
+        self.unfinished = frozenset(unfinished)  # chunks without a marker: read as fill values
         self._arr = None
         arr = self._array()
         self.shape, self.dtype, self.ndim = tuple(arr.shape), np.dtype(arr.dtype), arr.ndim
         self.rows = int(arr.chunks[0])
+        self.fill = arr.fill_value
 
     def _array(self):
         if self._arr is None:
@@ -653,13 +655,22 @@ class _GuardedArray:
         return {k: v for k, v in self.__dict__.items() if k != "_arr"} | {"_arr": None}
 
     def __dask_tokenize__(self):
-        return ("psppyro-guarded", self.root, self.name, sorted(self.expected.items()))
+        return (
+            "psppyro-guarded",
+            self.root,
+            self.name,
+            sorted(self.expected.items()),
+            sorted(self.unfinished),
+        )
 
     def _chunks(self, key):
         rows = key[0] if key else slice(None)
         if isinstance(rows, slice):
             start, stop, _ = rows.indices(self.shape[0])
             return range(start // self.rows, -(-stop // self.rows)) if stop > start else range(0)
+        if isinstance(rows, (int, np.integer)):
+            k = int(rows) % self.shape[0] // self.rows
+            return range(k, k + 1)
         return range(-(-self.shape[0] // self.rows))
 
     def __getitem__(self, key):
@@ -681,16 +692,24 @@ class _GuardedArray:
                     f"{_file_problem(self.root, rel, fp)}; {_REMEDY}"
                 )
         try:
-            return np.asarray(arr[key])
+            out = np.asarray(arr[key])
         except Exception as err:
             which = f"{ks[0]}" if len(ks) == 1 else f"{ks[0]}-{ks[-1]}" if len(ks) else "?"
             raise CorruptStoreError(
                 f"chunk {self.name}/{which} of {self.root!r} is corrupt: it cannot be decoded "
                 f"({type(err).__name__}: {err}); {_REMEDY}"
             ) from err
+        if self.unfinished and not self.unfinished.isdisjoint(ks):
+            rows = key[0] if key else slice(None)
+            if isinstance(rows, slice):
+                positions = np.arange(*rows.indices(self.shape[0]))
+                out[np.isin(positions // self.rows, list(self.unfinished))] = self.fill
+            elif int(rows) // self.rows in self.unfinished:
+                out[...] = self.fill
+        return out
 
 
-def _guard(ds, folder, group, static, chunks):
+def _guard(ds, folder, group, config, static, chunks):
     import dask.array as da
     import xarray as xr
     from dask.base import tokenize
@@ -699,11 +718,13 @@ def _guard(ds, folder, group, static, chunks):
     for marker in chunks.values():
         expected.update(marker.get("files", {}))
     names = set(group.array_keys())
+    unfinished = set(range(n_chunks(config))) - set(chunks)
+    per_chunk = set(data_names(config))
     for name in list(ds.variables):
         var = ds.variables[name]
         if name not in names or "sample" not in var.dims or not hasattr(var.data, "dask"):
             continue
-        src = _GuardedArray(folder, name, expected)
+        src = _GuardedArray(folder, name, expected, unfinished if name in per_chunk else ())
         if src.dtype != var.dtype or src.shape != var.shape:
             continue  # decoded by xarray: keep its reader
         data = da.from_array(
@@ -732,8 +753,8 @@ def open_dataset(path: str | os.PathLike, *, allow_incomplete: bool = False, ver
     Args:
         path: the store written by :func:`~psppyro.data.generate`.
         allow_incomplete: open a dataset whose generation has not finished (``path`` or its
-            ``<path>.partial``; unfinished chunks read as ``x = 0`` and ``m = NaN``); otherwise
-            that is an error.
+            ``<path>.partial``); the unfinished chunks read as ``x = 0``, ``m = NaN`` and
+            flags ``False``, whatever a killed write left there. Otherwise that is an error.
         verify: also decode every chunk and check it against the SHA-256 recorded when it was
             written (reads the whole dataset; :func:`verify_dataset`).
 
@@ -772,7 +793,7 @@ def open_dataset(path: str | os.PathLike, *, allow_incomplete: bool = False, ver
             ds = xr.open_zarr(str(folder), consolidated=consolidated, zarr_format=3)
     except Exception as err:
         raise CorruptStoreError(f"dataset store {str(folder)!r} is corrupted: {err}") from err
-    ds = _guard(ds, folder, group, static, chunks)
+    ds = _guard(ds, folder, group, config, static, chunks)
     ds.attrs["chunks_done"] = len(chunks)
     ds.attrs["n_chunks"] = n_chunks(config)
     return ds
