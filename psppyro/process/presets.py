@@ -32,7 +32,8 @@ Readings of the sources (where they leave room):
   γ_eff = γ/4), with D, γ, T and the time step as in the literal presets. They
   go with the property map ``"log_permeability_paper"`` (a slightly permeable solid). The paper
   states neither detail; see ``docs/pspgen_reconstruction.md`` for the reasoning and the
-  measured fingerprints of both readings. dx is never tuned to design results.
+  measured fingerprints of both readings, and ``docs/architecture.md`` § "Two readings of the
+  PSP-GEN simulator". dx is never tuned to design results.
 * ``rixner64``: the paper's process is the *relaxed* threshold (ε = 25) because its inference needs
   gradients; its data and properties are computed on binary images. So the preset's :meth:`sample`
   returns binary images (``threshold="hard"``; ``sample(..., threshold="relaxed")`` gives the
