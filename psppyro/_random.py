@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ._validation import check_int, check_seed
+
 __all__ = ["derive_seed", "make_generator"]
 
 
@@ -21,12 +23,9 @@ def derive_seed(seed: int, *keys: int) -> int:
         >>> derive_seed(0, 5) == derive_seed(0, 5) != derive_seed(0, 6)
         True
     """
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    for k in keys:
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
-            raise ValueError(f"seed keys must be non-negative integers, got {k!r}")
-    ss = np.random.SeedSequence([int(seed), *[int(k) for k in keys]])
+    seed = check_seed("seed", seed)
+    keys = [check_int("seed keys", k, minimum=0) for k in keys]
+    ss = np.random.SeedSequence([seed, *keys])
     return int(ss.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
 
 
@@ -48,10 +47,10 @@ def make_generator(
         return seed
     if seed is None:
         seed = int(torch.randint(0, 2**62, (1,)).item())
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(
-            f"seed must be a non-negative integer, a torch.Generator or None, got {seed!r}"
-        )
+    try:
+        seed = check_seed("seed", seed)
+    except TypeError as err:
+        raise TypeError(f"{err}; a torch.Generator or None is accepted too") from None
     g = torch.Generator(device=device)
-    g.manual_seed(int(seed))
+    g.manual_seed(seed)
     return g

@@ -93,5 +93,145 @@ def test_make_generator():
     assert torch.equal(a, b)
     g = make_generator(1)
     assert make_generator(g) is g
-    with pytest.raises(ValueError, match="seed"):
+    with pytest.raises(TypeError, match=r"seed must be .*'x'.*torch.Generator or None"):
         make_generator("x")
+    with pytest.raises(ValueError, match="seed"):
+        make_generator(-1)
+    assert torch.equal(torch.randn(3, generator=make_generator(np.int64(5))), a)
+
+
+# --------------------------------------------------------------------------- integers everywhere
+# The shared check_int / check_seed replaced the hand-rolled copies: every place accepts Python
+# and NumPy integers alike (with the same result) and refuses bool / float, naming the argument.
+
+I64 = np.int64
+
+
+def test_grf_accepts_numpy_ints_like_python_ints():
+    from psppyro.process import GaussianRandomField, PSPGenDensity
+
+    phi = torch.tensor([5.0, 1.0])
+    ref = GaussianRandomField((8, 8), PSPGenDensity(), 0.5).sample(phi, num_samples=2, seed=3)
+    proc = GaussianRandomField((I64(8), np.int32(8)), PSPGenDensity(), 0.5)
+    assert proc.shape == (8, 8) and all(type(n) is int for n in proc.shape)
+    assert torch.equal(proc.sample(phi, num_samples=I64(2), seed=I64(3)), ref)
+    with pytest.raises(TypeError, match="num_samples must be an integer"):
+        proc.sample(phi, num_samples=2.0)
+    with pytest.raises(TypeError, match="num_samples"):
+        proc.sample(phi, num_samples=True)
+    with pytest.raises(ValueError, match=r"shape\[1\] must be an integer >= 2, got 1"):
+        GaussianRandomField((8, 1), PSPGenDensity(), 0.5)
+    with pytest.raises(TypeError, match="seed"):
+        proc.sample(phi, seed=1.0)
+
+
+def test_process_helpers_accept_numpy_ints():
+    from psppyro.process import (
+        CahnHilliard,
+        SpectralMixtureDensity,
+        correlation_length,
+        two_point_correlation,
+    )
+
+    assert SpectralMixtureDensity(Q=I64(4)).Q == 4
+    with pytest.raises(ValueError, match="perfect square"):
+        SpectralMixtureDensity(Q=I64(5))
+    with pytest.raises(TypeError, match="Q must be an integer"):
+        SpectralMixtureDensity(Q=4.0)
+    assert CahnHilliard(ndim=I64(3)).ndim == 3
+    with pytest.raises(ValueError, match="ndim"):
+        CahnHilliard(ndim=I64(4))
+    x = torch.zeros(8, 8)
+    x[:, :4] = 1.0
+    assert torch.equal(two_point_correlation(x, ndim=I64(2)), two_point_correlation(x))
+    assert float(correlation_length(x, axis=I64(-1))) == float(correlation_length(x, axis=-1))
+    with pytest.raises(TypeError, match="axis"):
+        correlation_length(x, axis=-1.0)
+    with pytest.raises(TypeError, match="ndim"):
+        two_point_correlation(x, ndim=True)
+
+
+def test_derive_seed_accepts_numpy_seeds_and_keys():
+    assert derive_seed(np.uint32(3), I64(7)) == derive_seed(3, 7)
+    with pytest.raises(TypeError, match="seed"):
+        derive_seed(3.0)
+    with pytest.raises(TypeError, match="seed keys"):
+        derive_seed(3, 1.5)
+
+
+def test_solvers_accept_numpy_ints():
+    from psppyro.properties import conductivity, elasticity
+    from psppyro.properties._krylov import batched_pcg
+
+    x = torch.zeros(6, 6, dtype=torch.float64)
+    x[:, :3] = 1.0
+    K = conductivity(x, phases=(1.0, 4.0), refine=I64(2), maxiter=I64(200))
+    torch.testing.assert_close(K, conductivity(x, phases=(1.0, 4.0), refine=2))
+    C = elasticity(x, youngs=(1.0, 4.0), refine=I64(1), maxiter=I64(500), columns=(I64(0),))
+    torch.testing.assert_close(C, elasticity(x, youngs=(1.0, 4.0), columns=(0,)))
+    with pytest.raises(TypeError, match="refine must be an integer"):
+        conductivity(x, refine=2.0)
+    with pytest.raises(TypeError, match="maxiter must be an integer"):
+        elasticity(x, maxiter=10.0)
+    A = torch.eye(3, dtype=torch.float64) * 2
+    b = torch.ones(1, 3, dtype=torch.float64)
+    sol, info = batched_pcg(lambda v: v @ A, b, rtol=1e-12, maxiter=I64(10))
+    torch.testing.assert_close(sol, b / 2)
+    with pytest.raises(TypeError, match="maxiter"):
+        batched_pcg(lambda v: v @ A, b, rtol=1e-12, maxiter=True)
+
+
+def test_pspgen_accepts_numpy_ints_and_saves_python_ints(tmp_path):
+    from psppyro.models import PSPGen
+
+    gen = PSPGen(I64(2), (I64(4), I64(4)), I64(1), I64(2), I64(1), width=I64(8), small_width=4)
+    assert gen.x_shape == (4, 4) and type(gen.d_z0) is int
+    gen.save(tmp_path / "g.pt")  # the configuration is JSON: NumPy ints would not serialize
+    assert PSPGen.load(tmp_path / "g.pt").config() == gen.config()
+    phi = torch.tensor([[0.5, 0.5]])
+    x = gen.sample_microstructures(phi, num_samples=I64(2), seed=I64(1))
+    assert torch.equal(x, gen.sample_microstructures(phi, num_samples=2, seed=1))
+    with pytest.raises(TypeError, match="d_z0 must be an integer"):
+        PSPGen(2, (4, 4), 1, 2.0, 1)
+    with pytest.raises(ValueError, match=r"x_shape\[1\] must be an integer >= 1"):
+        PSPGen(2, (4, 0), 1, 2, 1)
+    with pytest.raises(TypeError, match="num_samples"):
+        gen.sample_microstructures(phi, num_samples=2.5)
+    with pytest.raises(TypeError, match="epochs"):
+        gen.fit((phi, torch.zeros(1, 4, 4), torch.zeros(1, 1)), epochs=1.0, progress=False)
+
+
+def test_data_layer_accepts_numpy_ints():
+    import xarray as xr
+
+    from psppyro.data import TriadLoader, design_phi
+    from psppyro.process import preset
+
+    proc = preset("pspgen36")
+    torch.testing.assert_close(design_phi(proc, "uniform", I64(3), seed=I64(2)),
+                               design_phi(proc, "uniform", 3, seed=2))
+    with pytest.raises(TypeError, match="n_phi"):
+        design_phi(proc, "uniform", 3.0, seed=2)
+    ds = xr.Dataset({"x": (("sample", "y", "x"), np.zeros((10, 2, 2), np.uint8))})
+    assert len(TriadLoader(ds, ("x",), batch_size=I64(4), seed=I64(0))) == 3
+    with pytest.raises(TypeError, match="batch_size"):
+        TriadLoader(ds, ("x",), batch_size=4.0)
+
+
+# --------------------------------------------------------------------------- NumPy images
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.uint8, bool])
+def test_property_functions_accept_numpy_images(dtype):
+    from psppyro.properties import conductivity, elasticity, permeability
+
+    g = np.random.default_rng(0)
+    x = (g.random((2, 6, 6)) < 0.6).astype(dtype)
+    x[:, :, 0] = 1  # a straight channel: both media percolate along x
+    t = torch.as_tensor(x.astype(np.float64))
+    torch.testing.assert_close(conductivity(x, phases=(1.0, 5.0)),
+                               conductivity(t, phases=(1.0, 5.0)))
+    torch.testing.assert_close(elasticity(x, youngs=(1.0, 5.0)), elasticity(t, youngs=(1.0, 5.0)))
+    torch.testing.assert_close(permeability(x), permeability(t))
+    with pytest.raises(ValueError, match="binary"):
+        conductivity(np.full((4, 4), 0.5))
+    with pytest.raises(ValueError, match="binary"):
+        elasticity(np.full((4, 4), 0.5))

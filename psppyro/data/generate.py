@@ -69,7 +69,14 @@ import numpy as np
 import torch
 
 from .._random import derive_seed
-from .._validation import as_tensor, check_choice, check_finite, check_in_bounds, check_last_dim
+from .._validation import (
+    as_tensor,
+    check_choice,
+    check_finite,
+    check_in_bounds,
+    check_int,
+    check_last_dim,
+)
 from . import store as _store
 from ._worker import compute_chunk, init_worker
 
@@ -112,12 +119,6 @@ def _resolve_properties(properties):
     )
 
 
-def _check_count(name, value, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
 # --------------------------------------------------------------------------- φ designs
 def _prior_icdf(prior, u):
     base = prior
@@ -157,7 +158,7 @@ def design_phi(process, design, n_phi, seed):
         [1.0, 1.0, 1.0, 5.0]
     """
     check_choice("design", design, DESIGNS)
-    n_phi = _check_count("n_phi", n_phi)
+    n_phi = check_int("n_phi", n_phi)
     bounds = process.phi_bounds.detach().cpu()
     d = int(bounds.shape[0])
     lo, hi = bounds[:, 0].double(), bounds[:, 1].double()
@@ -328,7 +329,7 @@ def _probe_flags(process, pm, phi0, seed):
 def _local_workers(workers):
     if workers is None:
         return 1  # in-process: works in scripts without a __main__ guard, stdin and notebooks
-    return _check_count("workers", workers)
+    return check_int("workers", workers)
 
 
 def _check_not_in_worker_bootstrap(what):
@@ -511,12 +512,12 @@ def generate(
             f"shape {shape}"
         )
     derive_seed(seed)  # validates the seed
-    per_phi = _check_count("per_phi", per_phi)
+    per_phi = check_int("per_phi", per_phi)
     if path is None or not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path must be a str or os.PathLike, got {path!r}")
     if phi is not None:
         phi_values = _explicit_phi(process, phi)
-        if n_phi is not None and _check_count("n_phi", n_phi) != phi_values.shape[0]:
+        if n_phi is not None and check_int("n_phi", n_phi) != phi_values.shape[0]:
             raise ValueError(f"n_phi={n_phi} disagrees with phi of {phi_values.shape[0]} rows")
         design_name = "explicit"
     else:
@@ -527,7 +528,7 @@ def generate(
     n_phi = phi_values.shape[0]
     if chunk_size is None:
         chunk_size = default_chunk_size(n_phi, per_phi, shape)
-    chunk_size = _check_count("chunk_size", chunk_size)
+    chunk_size = check_int("chunk_size", chunk_size)
     if chunk_size % per_phi:
         raise ValueError(
             f"chunk_size must be a multiple of per_phi={per_phi} (whole phi groups), "

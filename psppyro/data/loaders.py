@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from .._random import derive_seed
+from .._validation import check_int
 
 __all__ = ["TriadLoader", "to_torch"]
 
@@ -166,8 +167,7 @@ class TriadLoader(torch.utils.data.IterableDataset):
         drop_last=False,
     ):
         super().__init__()
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        batch_size = check_int("batch_size", batch_size, minimum=1)
         derive_seed(seed)
         self.ds = ds
         self.fields = _check_fields(ds, fields)

@@ -73,9 +73,11 @@ from psppyro._validation import (
     check_binary,
     check_choice,
     check_finite,
+    check_int,
     check_interval,
     check_last_dim,
     check_positive,
+    check_seed,
 )
 
 from .nn import ConvDecoder, ConvEncoder, ResidualMLP
@@ -268,23 +270,23 @@ class PSPGen(nn.Module):
         m_names=None,
     ):
         super().__init__()
-        for name, value in (
-            ("d_phi", d_phi),
-            ("d_m", d_m),
-            ("d_z0", d_z0),
-            ("d_z1", d_z1),
-            ("width", width),
-            ("small_width", small_width),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if isinstance(x_shape, int) or not all(
-            isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in tuple(x_shape)
-        ) or len(tuple(x_shape)) == 0:
+        # Python ints from here on: the configuration is written as JSON by save().
+        d_phi, d_m, d_z0, d_z1, width, small_width = (
+            check_int(name, value, minimum=1)
+            for name, value in (
+                ("d_phi", d_phi),
+                ("d_m", d_m),
+                ("d_z0", d_z0),
+                ("d_z1", d_z1),
+                ("width", width),
+                ("small_width", small_width),
+            )
+        )
+        if not hasattr(x_shape, "__len__") or len(x_shape) == 0:
             raise ValueError(f"x_shape must be a tuple of positive integers, got {x_shape!r}")
+        x_shape = tuple(check_int(f"x_shape[{i}]", s, minimum=1) for i, s in enumerate(x_shape))
         check_positive("beta", beta)
         check_choice("architecture", architecture, ("mlp", "conv"))
-        x_shape = tuple(int(s) for s in x_shape)
         if architecture == "conv" and len(x_shape) != 2:
             raise ValueError(f"architecture='conv' needs 2-D images, got x_shape={x_shape}")
         self.d_phi, self.x_shape, self.d_m = d_phi, x_shape, d_m
@@ -674,7 +676,7 @@ class PSPGen(nn.Module):
             torch.Size([10, 5, 2])
         """
         phi = self._check_phi(phi)
-        _check_count("num_samples", num_samples)
+        num_samples = check_int("num_samples", num_samples, minimum=1)
         batch = phi.shape[:-1]
         z = self._standard_normal((num_samples, *batch, self.d_z0), seed, phi.device, phi.dtype)
         d = self.property_dist(phi, z)
@@ -729,7 +731,7 @@ class PSPGen(nn.Module):
             torch.Size([5, 3, 2])
         """
         loc, scale = self.encode(phi, x)
-        _check_count("num_samples", num_samples)
+        num_samples = check_int("num_samples", num_samples, minimum=1)
         eps = self._standard_normal((num_samples, *loc.shape), seed, loc.device, loc.dtype)
         d = self.property_dist(phi, loc + scale * eps)
         eps_m = self._standard_normal(
@@ -754,7 +756,7 @@ class PSPGen(nn.Module):
             torch.Size([3, 2])
         """
         loc, scale = self.encode(phi, x)
-        _check_count("num_samples", num_samples)
+        num_samples = check_int("num_samples", num_samples, minimum=1)
         eps = self._standard_normal((num_samples, *loc.shape), seed, loc.device, loc.dtype)
         return self.property_dist(phi, loc + scale * eps).mean.mean(0)
 
@@ -798,7 +800,7 @@ class PSPGen(nn.Module):
             (torch.Size([2, 3, 4, 4]), True)
         """
         phi = self._check_phi(phi)
-        _check_count("num_samples", num_samples)
+        num_samples = check_int("num_samples", num_samples, minimum=1)
         check_interval("threshold", threshold, 0.0, 1.0)
         batch = phi.shape[:-1]
         z = self._standard_normal((num_samples, *batch, self.d_z0), seed, phi.device, phi.dtype)
@@ -969,19 +971,20 @@ class PSPGen(nn.Module):
         """
         from tqdm.auto import tqdm
 
-        for name, value in (
-            ("epochs", epochs),
-            ("batch_size", batch_size),
-            ("patience", patience),
-            ("lr_patience", lr_patience),
-            ("checkpoint_every", checkpoint_every),
-        ):
-            _check_count(name, value)
+        epochs, batch_size, patience, lr_patience, checkpoint_every = (
+            check_int(name, value, minimum=1)
+            for name, value in (
+                ("epochs", epochs),
+                ("batch_size", batch_size),
+                ("patience", patience),
+                ("lr_patience", lr_patience),
+                ("checkpoint_every", checkpoint_every),
+            )
+        )
         check_positive("lr", lr)
         check_interval("lr_factor", lr_factor, 0.0, 1.0)
         check_positive("guide_x_weight", guide_x_weight, allow_zero=True)
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        seed = check_seed("seed", seed)  # a Python int: it is stored in the checkpoints
         if device is not None:
             self.to(device)
         dtype, device = self._param_like()
@@ -1182,11 +1185,6 @@ def _model_file_problem(path):
     if not {"config", "state_dict"} <= strings:
         return "a torch file without the 'config' and 'state_dict' of PSPGen.save"
     return None
-
-
-def _check_count(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 class _inside_fit:

@@ -128,7 +128,14 @@ import math
 
 import torch
 
-from .._validation import as_tensor, check_binary, check_choice, check_finite, check_positive
+from .._validation import (
+    as_tensor,
+    check_binary,
+    check_choice,
+    check_finite,
+    check_int,
+    check_positive,
+)
 
 __all__ = ["CahnHilliard"]
 
@@ -229,9 +236,7 @@ class CahnHilliard:
             check_positive("dt", dt)
         check_positive("dx", dx)
         check_positive("stabilization", stabilization, allow_zero=True)
-        if isinstance(ndim, bool) or not isinstance(ndim, int):
-            raise TypeError(f"ndim must be an int (2 or 3), got {ndim!r}")
-        check_choice("ndim", ndim, (2, 3))
+        ndim = check_int("ndim", ndim, minimum=2, maximum=3)
         check_choice("precision", precision, PRECISIONS)
         self.D = float(D)
         self.gamma = float(gamma)

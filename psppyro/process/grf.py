@@ -2,8 +2,8 @@ r"""Gaussian random field microstructures: p(x | φ) by filtered white noise and
 
 A process draws white noise :math:`\xi` on the periodic N×N (or N×N×N) pixel grid, filters it in
 Fourier space with the amplitude :math:`\sqrt{S_\phi(k)}` of a spectral density
-(:mod:`psppyro.process.spectral`), normalizes the field and thresholds it (see
-``docs/architecture.md``, conventions):
+(:mod:`psppyro.process.spectral`), normalizes the field and thresholds it
+(``docs/architecture.md`` § "Fields, thresholds and Cahn–Hilliard"):
 
 .. math::
 
@@ -57,7 +57,7 @@ import pyro.distributions as dist
 import torch
 
 from .._random import make_generator
-from .._validation import check_choice, check_interval, check_positive
+from .._validation import check_choice, check_int, check_interval, check_positive
 from .spectral import SpectralDensity, wavenumbers
 
 __all__ = ["GaussianRandomField", "hard_threshold", "relaxed_threshold"]
@@ -165,13 +165,12 @@ class GaussianRandomField:
     ):
         if isinstance(shape, int) or not hasattr(shape, "__len__"):
             raise ValueError(f"shape must be a tuple (N, N) or (N, N, N), got {shape!r}")
-        if len(shape) not in (2, 3) or any(
-            isinstance(n, bool) or not isinstance(n, int) or n < 2 for n in shape
-        ):
+        if len(shape) not in (2, 3):
             raise ValueError(
                 f"shape must be (N, N) or (N, N, N) with integer sizes >= 2 (2-D or 3-D), "
                 f"got {tuple(shape)!r}"
             )
+        shape = tuple(check_int(f"shape[{i}]", n, minimum=2) for i, n in enumerate(shape))
         if not isinstance(sdf, SpectralDensity):
             raise TypeError(f"sdf must be a SpectralDensity, got {type(sdf).__name__}")
         if sdf.ndim is not None and sdf.ndim != len(shape):
@@ -344,8 +343,7 @@ class GaussianRandomField:
         """
         threshold = self.threshold if threshold is None else threshold
         check_choice("threshold", threshold, THRESHOLDS)
-        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-            raise ValueError(f"num_samples must be an integer >= 1, got {num_samples!r}")
+        num_samples = check_int("num_samples", num_samples, minimum=1)
         phi = self.sdf.check_phi(phi)
         gen = make_generator(seed, device=phi.device)
         batch = phi.shape[:-1]

@@ -50,7 +50,14 @@ from abc import ABC, abstractmethod
 import pyro.distributions as dist
 import torch
 
-from .._validation import as_tensor, check_finite, check_in_bounds, check_last_dim, check_positive
+from .._validation import (
+    as_tensor,
+    check_finite,
+    check_in_bounds,
+    check_int,
+    check_last_dim,
+    check_positive,
+)
 
 __all__ = [
     "GaussianFilterDensity",
@@ -292,7 +299,8 @@ class SpectralMixtureDensity(SpectralDensity):
     """
 
     def __init__(self, Q=100, w_max=65.0, sigma=12.0):
-        if isinstance(Q, bool) or not isinstance(Q, int) or Q < 1 or math.isqrt(Q) ** 2 != Q:
+        Q = check_int("Q", Q, minimum=1)
+        if math.isqrt(Q) ** 2 != Q:
             raise ValueError(f"Q must be a perfect square >= 1 (e.g. 100), got {Q!r}")
         check_positive("w_max", w_max)
         check_positive("sigma", sigma)

@@ -28,14 +28,13 @@ import math
 
 import torch
 
-from .._validation import as_tensor, check_finite
+from .._validation import as_tensor, check_finite, check_int
 
 __all__ = ["correlation_length", "two_point_correlation"]
 
 
 def _check_image(x, ndim):
-    if ndim not in (1, 2, 3):
-        raise ValueError(f"ndim must be 1, 2 or 3, got {ndim!r}")
+    check_int("ndim", ndim, minimum=1, maximum=3)
     x = as_tensor("x", x)
     if not x.is_floating_point():
         x = x.to(torch.get_default_dtype())
@@ -101,8 +100,9 @@ def correlation_length(x: torch.Tensor, axis: int = -1, ndim: int = 2) -> torch.
         (4.0, 1.2642)
     """
     x = _check_image(x, ndim)
+    axis = check_int("axis", axis, minimum=None)
     ax = axis if axis < 0 else axis - x.dim()
-    if isinstance(axis, bool) or not isinstance(axis, int) or not (-ndim <= ax <= -1):
+    if not (-ndim <= ax <= -1):
         raise ValueError(
             f"axis must be one of the spatial axes {tuple(range(-ndim, 0))} of x with shape "
             f"{tuple(x.shape)}, got {axis!r}"
