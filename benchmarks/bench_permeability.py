@@ -10,13 +10,20 @@ Prints plain-text tables:
    and of cheap extrapolations, against the three-level Richardson value from refine (2, 3, 4),
    on pspgen36 samples;
 4. with ``--order``: the observed convergence order in h of both methods (successive ratios
-   |k_r − k_2r| / |k_2r − k_4r| on refine 1, 2, 4 for MAC and 1, 2, 3 for Taylor–Hood).
+   |k_r − k_2r| / |k_2r − k_4r| on refine 1, 2, 4 for MAC and 1, 2, 3 for Taylor–Hood);
+5. Darcy–Brinkman–Stokes (``solid_permeability`` κ_s = 0.02 h², the PSP-GEN paper's value), all
+   ratios measured in the same run, with the load average printed before and after: images/s at
+   36² of the MAC solvers (stream-function Cholesky on 1 core and 2 worker processes, projected
+   CG on 1 core, SuperLU reference) against today's κ_s = 0 path; seconds per 128² image; the
+   accuracy of the CG tolerance against the direct solve on 20 pspgen36 images; ln k of the
+   directions where the void does not percolate (the paper: ≈ −9.5 at 36², ≈ −11.7 at 128²).
 
 Run::
 
     .venv/bin/python benchmarks/bench_permeability.py            # full figures
     .venv/bin/python benchmarks/bench_permeability.py --quick    # smoke run (small counts)
     .venv/bin/python benchmarks/bench_permeability.py --order    # also the convergence orders
+    .venv/bin/python benchmarks/bench_permeability.py --brinkman-only   # only table 5
 
 Samples come from ``psppyro.process.preset("pspgen36")`` (``"pspgen128"`` for the 128² row), with
 φ uniform in its box.
@@ -38,7 +45,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from psppyro.process import preset  # noqa: E402
-from psppyro.properties import extrapolate_permeability, permeability  # noqa: E402
+from psppyro.properties import (  # noqa: E402
+    extrapolate_permeability,
+    log_permeability,
+    permeability,
+)
 
 
 def samples(num, size=36, seed=0):
@@ -52,9 +63,111 @@ def samples(num, size=36, seed=0):
     return x, f"pspgen{size} preset, phi uniform in its box"
 
 
-def _solve_chunk(images):
+def _solve_chunk(images, solid_permeability=0.0):
     torch.set_num_threads(1)
-    return permeability(torch.as_tensor(images)).numpy()
+    return permeability(torch.as_tensor(images), solid_permeability=solid_permeability).numpy()
+
+
+def _pool_rate(x, solid_permeability, chunks_per_worker=4):
+    """images/s of ``permeability`` over 2 worker processes (one thread each)."""
+    chunks = np.array_split(x.numpy(), 2 * chunks_per_worker)
+    kappas = [solid_permeability] * len(chunks)
+    with ProcessPoolExecutor(max_workers=2, initializer=torch.set_num_threads,
+                             initargs=(1,)) as pool:
+        list(pool.map(_solve_chunk, [c[:1] for c in chunks[:2]], kappas[:2]))  # start workers
+        t0 = time.perf_counter()
+        list(pool.map(_solve_chunk, chunks, kappas))
+        return len(x) / (time.perf_counter() - t0)
+
+
+def _blocked_log_k(x, solid_permeability):
+    """ln k of the diagonal entries whose direction the void does not percolate."""
+    m, flags = log_permeability(x, return_percolation=True, solid_permeability=solid_permeability)
+    return m[~flags]
+
+
+def brinkman_table(quick):
+    from psppyro.properties.permeability import PCG_RTOL
+    from psppyro.properties._brinkman import solve_dbs_direct, solve_dbs_pcg
+
+    torch.set_num_threads(1)
+    load0 = os.getloadavg()
+    n36, n_stokes, n_pcg, n_direct = (20, 6, 10, 5) if quick else (200, 40, 60, 20)
+    x, source = samples(n36, seed=5)
+    kappa = 0.02 / 36**2
+    print(f"# Darcy-Brinkman-Stokes, kappa_s = 0.02 h^2, 36^2, both directions, samples: {source}")
+    print(f"# load average (1, 5, 15 min) before: {load0[0]:.1f} {load0[1]:.1f} {load0[2]:.1f} "
+          f"on {os.cpu_count()} cpus")
+    permeability(x[:2], solid_permeability=kappa)  # warm-up: symbolic analysis, imports
+    permeability(x[:2])
+    permeability(x[:2], solid_permeability=kappa, solver="pcg")
+    stokes1 = rate(permeability, x[:n_stokes])
+    chol1 = rate(lambda im: permeability(im, solid_permeability=kappa), x)
+    chol2 = _pool_rate(x, kappa)
+    pcg1 = rate(lambda im: permeability(im, solid_permeability=kappa, solver="pcg"), x[:n_pcg])
+    direct1 = rate(lambda im: permeability(im, solid_permeability=kappa, solver="direct"),
+                   x[:n_direct])
+    print(f"{'path':<52}{'images/s':>10}{'ms/image':>10}")
+    for name, r in (
+        ("kappa_s = 0 (today's Stokes path), 1 core", stokes1),
+        ("kappa_s > 0, Cholesky (default), 1 core", chol1),
+        ("kappa_s > 0, Cholesky (default), 2 worker processes", chol2),
+        (f"kappa_s > 0, projected CG (rtol {PCG_RTOL:g}), 1 core", pcg1),
+        ("kappa_s > 0, SuperLU saddle point (reference), 1 core", direct1),
+    ):
+        print(f"{name:<52}{r:>10.1f}{1e3 / r:>10.2f}")
+    print(f"ratio Cholesky / kappa_s = 0 path (1 core each): {chol1 / stokes1:.1f}x; "
+          f"Cholesky / SuperLU: {chol1 / direct1:.1f}x; Cholesky / CG: {chol1 / pcg1:.1f}x")
+
+    # accuracy against the direct solve
+    num = 5 if quick else 20
+    fluid = x[:num].numpy() == 1
+    ref = np.stack([solve_dbs_direct(f, kappa) for f in fluid])
+    chol = permeability(x[:num], solid_permeability=kappa).numpy()
+    d_ref = ref[:, [0, 1], [0, 1]]
+    print(f"# accuracy against SuperLU on {num} images: max relative error of k_xx, k_yy "
+          f"(k_xy relative to max |k|)")
+    print(f"Cholesky: {np.abs(chol[:, [0, 1], [0, 1]] / d_ref - 1).max():.2e}")
+    kap_t = torch.full((num,), kappa, dtype=torch.float64)
+    for rtol in (1e-3, 1e-4, PCG_RTOL, 1e-6):
+        k, info = solve_dbs_pcg(torch.as_tensor(fluid), kap_t, rtol=rtol, return_info=True)
+        k = k.numpy()
+        err = np.abs(k[:, [0, 1], [0, 1]] / d_ref - 1)
+        off = np.abs(k[:, 0, 1] - ref[:, 0, 1]).max() / np.abs(ref).max()
+        it = info["iterations"].double()
+        print(f"CG rtol {rtol:g}: diagonal median {np.median(err):.1e}, max {err.max():.1e}; "
+              f"k_xy max {off:.1e}; iterations mean {it.mean():.0f}, max {int(it.max())}")
+
+    # 128^2
+    n128 = 2 if quick else 10
+    x128, source = samples(n128, size=128, seed=6)
+    kappa128 = 0.02 / 128**2
+    permeability(x128[:1], solid_permeability=kappa128)
+    t0 = time.perf_counter()
+    permeability(x128, solid_permeability=kappa128)
+    chol128 = (time.perf_counter() - t0) / n128
+    chol128_2 = 1.0 / _pool_rate(x128, kappa128, chunks_per_worker=1)
+    t0 = time.perf_counter()
+    permeability(x128[:2])
+    stokes128 = (time.perf_counter() - t0) / 2
+    t0 = time.perf_counter()
+    permeability(x128[:1], solid_permeability=kappa128, solver="pcg")
+    pcg128 = time.perf_counter() - t0
+    print(f"# 128^2 ({source}), kappa_s = 0.02 h^2: seconds per image")
+    print(f"Cholesky 1 core {chol128:.3f}, 2 worker processes {chol128_2:.3f}; projected CG "
+          f"1 core {pcg128:.3f}; kappa_s = 0 path 1 core {stokes128:.3f} "
+          f"(ratio {stokes128 / chol128:.1f}x)")
+    for size, xs, kap in ((36, x, kappa), (128, x128, kappa128)):
+        blocked = _blocked_log_k(xs, kap)
+        if blocked.numel():
+            print(f"ln k of non-percolating directions at {size}^2: median "
+                  f"{blocked.median().item():.2f}, range [{blocked.min().item():.2f}, "
+                  f"{blocked.max().item():.2f}] over {blocked.numel()} of {2 * len(xs)}")
+        else:
+            print(f"ln k of non-percolating directions at {size}^2: none among {2 * len(xs)}")
+    load1 = os.getloadavg()
+    print(f"# load average after: {load1[0]:.1f} {load1[1]:.1f} {load1[2]:.1f}")
+    print()
 
 
 def rate(fn, images):
@@ -165,8 +278,13 @@ def main(argv=None):
     parser.add_argument("--skip-speed", action="store_true", help="accuracy/order tables only")
     parser.add_argument("--order-only", action="store_true", help="only the convergence orders")
     parser.add_argument("--speed-only", action="store_true", help="only the speed table")
+    parser.add_argument("--brinkman-only", action="store_true",
+                        help="only the Darcy-Brinkman-Stokes table")
     args = parser.parse_args(argv)
     print(f"python {sys.version.split()[0]}, torch {torch.__version__}, cpus {os.cpu_count()}")
+    if args.brinkman_only:
+        brinkman_table(args.quick)
+        return
     if not (args.skip_speed or args.order_only):
         speed_table(args.quick)
     if args.speed_only:
@@ -175,6 +293,8 @@ def main(argv=None):
         accuracy_table(args.quick)
     if args.order or args.order_only:
         order_table(args.quick)
+    if not args.order_only:
+        brinkman_table(args.quick)
 
 
 if __name__ == "__main__":

@@ -286,10 +286,7 @@ def solve_dbs_cholesky(fluid, kappa):
                         pattern["cols"].tolist(), (size - 1, size - 1))
         if list(base.I) != pattern["rows"].tolist():  # pragma: no cover - cvxopt storage order
             raise RuntimeError("unexpected cvxopt storage order of the stream-function matrix")
-        previous = cholmod.options.get("supernodal")
         _SYMBOLIC[n] = (base, cholmod.symbolic(base, uplo="L"))
-        if previous is not None:
-            cholmod.options["supernodal"] = previous
     base, factor = _SYMBOLIC[n]
     k = np.empty((m, 2, 2))
     for b in range(m):
