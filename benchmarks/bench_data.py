@@ -7,7 +7,11 @@ Prints plain-text tables of
    (goal <= 3 min on a 2-core machine) and to the 200 000-triad reference set (goal <= 60 min);
 2. the scaling from 1 to 2 workers;
 3. peak memory (RSS) of the generating process for two dataset sizes (``--scale`` and 4x that):
-   generation streams chunks to the store, so it must not grow with the size.
+   generation streams chunks to the store, so it must not grow with the size;
+4. the cost of the integrity checks when a store is opened: ``open_dataset`` (fingerprints of every
+   chunk file), plain ``xarray.open_zarr`` (no check) and the full ``verify_dataset`` (decode and
+   SHA-256 of everything), on the 4x store, or on any store given with ``--open PATH`` (e.g. the
+   10 000-triad ``psppyro generate pspgen-case1-train --out train.zarr``).
 
 Every measurement runs in a fresh Python process (so imports, worker start-up and peak RSS are
 those of a real run); the reported wall time is that of the ``generate`` call inside it, which
@@ -20,6 +24,7 @@ Usage::
     python benchmarks/bench_data.py            # scale 0.05 (500 triads), about 1-2 minutes
     python benchmarks/bench_data.py --quick    # scale 0.005 (52 triads), smoke run
     python benchmarks/bench_data.py --preset rixner-o2-initial --scale 0.01
+    python benchmarks/bench_data.py --open train.zarr   # only the open/verify timings of a store
 """
 
 from __future__ import annotations
@@ -77,7 +82,62 @@ def _child(spec):
     )
 
 
-def _run(preset, scale, workers, folder):
+def _open_times(path, repeats=5):
+    """Wall times [s] of opening ``path``: checked, plain xarray, and the full verification."""
+    import xarray as xr
+
+    from psppyro.data import describe_store, open_dataset, verify_dataset
+
+    def best(fn):
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        return min(times), sorted(times)[len(times) // 2]
+
+    t0 = time.perf_counter()
+    open_dataset(path)
+    first = time.perf_counter() - t0  # includes importing xarray, zarr and dask
+    checked = best(lambda: open_dataset(path))
+    plain = best(lambda: xr.open_zarr(path))
+    t0 = time.perf_counter()
+    verify_dataset(path)
+    full = time.perf_counter() - t0
+    info = describe_store(path)
+    n_files = sum(len(files) for _, _, files in os.walk(path))
+    size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
+    return {
+        "samples": info["n_samples"],
+        "chunks": info["n_chunks"],
+        "files": n_files,
+        "mib": size / 2**20,
+        "first": first,
+        "checked": checked,
+        "plain": plain,
+        "verify": full,
+    }
+
+
+def _print_open(path, r):
+    print(
+        f"\nopening {path}: {r['samples']} samples, {r['chunks']} chunks, {r['files']} files, "
+        f"{r['mib']:.1f} MiB on disk"
+    )
+    print("operation                                   best [ms]  median [ms]")
+    print(
+        f"open_dataset (fingerprint check)            {r['checked'][0] * 1e3:9.1f}  "
+        f"{r['checked'][1] * 1e3:11.1f}"
+    )
+    print(
+        f"xarray.open_zarr (no check)                 {r['plain'][0] * 1e3:9.1f}  "
+        f"{r['plain'][1] * 1e3:11.1f}"
+    )
+    print(f"first open_dataset in the process (imports) {r['first'] * 1e3:9.1f}")
+    print(f"verify_dataset (decode + SHA-256, once)     {r['verify'] * 1e3:9.1f}")
+
+
+def _run(preset, scale, workers, folder, keep=False):
     path = os.path.join(folder, f"{preset}-{scale}-{workers}.zarr")
     shutil.rmtree(path, ignore_errors=True)
     spec = json.dumps({"preset": preset, "scale": scale, "workers": workers, "path": path})
@@ -89,8 +149,12 @@ def _run(preset, scale, workers, folder):
     )
     if out.returncode != 0:
         raise RuntimeError(f"child failed:\n{out.stderr[-3000:]}")
-    shutil.rmtree(path, ignore_errors=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    if keep:
+        result["path"] = path
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+    return result
 
 
 def main(argv=None):
@@ -98,10 +162,21 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="tiny smoke run")
     parser.add_argument("--preset", default="pspgen-case1-train")
     parser.add_argument("--scale", type=float, default=None, help="default 0.05 (quick: 0.005)")
+    parser.add_argument(
+        "--open",
+        default=None,
+        metavar="PATH",
+        help="only time opening and verifying the store at PATH",
+    )
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         _child(json.loads(args.child))
+        return
+    if args.open:
+        sys.path.insert(0, ROOT)
+        print(f"# bench_data --open: load average {os.getloadavg()[0]:.1f}, {os.cpu_count()} CPUs")
+        _print_open(args.open, _open_times(args.open))
         return
     scale = args.scale or (0.005 if args.quick else 0.05)
     sys.path.insert(0, ROOT)
@@ -147,7 +222,7 @@ def main(argv=None):
 
         big = scale * 4
         small_r = rows[1]
-        big_r = _run(args.preset, big, 1, folder)
+        big_r = _run(args.preset, big, 1, folder, keep=True)
         print("\npeak RSS of the generating process (1 worker, in-process):")
         print("samples  wall [s]  samples/s  peak RSS [MiB]")
         for r in (small_r, big_r):
@@ -163,6 +238,7 @@ def main(argv=None):
             f"(2 workers: parent {rows[2]['rss_self_mb']:.0f} MiB, largest worker "
             f"{rows[2]['rss_children_mb']:.0f} MiB)"
         )
+        _print_open(big_r["path"], _open_times(big_r["path"]))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

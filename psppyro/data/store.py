@@ -407,13 +407,6 @@ def data_names(config):
     return ["x"] + (["m", *config["flags"]] if config["labelled"] else [])
 
 
-def read_chunk(group, config, k):
-    """The arrays of chunk ``k`` as written (``x``, and ``m`` plus flags if labelled)."""
-    c, n = config["chunk_size"], config["n_phi"] * config["per_phi"]
-    sl = slice(k * c, min((k + 1) * c, n))
-    return {name: group[name][sl] for name in data_names(config)}
-
-
 def _file_problem(root, rel, fp):
     """Why the file ``rel`` differs from its fingerprint ``fp`` (``None`` if it does not)."""
     got = fingerprint(Path(root) / rel)
@@ -504,6 +497,11 @@ def _locate(path, allow_incomplete):
         )
     if state == "incomplete" and not allow_incomplete:
         cfg = store_spec(info)
+        if len(read_markers(p)) == n_chunks(cfg) and not p.name.endswith(_PARTIAL):
+            raise CorruptStoreError(
+                f"dataset store {str(p)!r} is corrupt: its completion record "
+                f"{_META}/complete.json is missing; {_REMEDY}"
+            )
         raise ValueError(
             f"dataset at {str(p)!r} is incomplete: {len(read_markers(p))} of {n_chunks(cfg)} "
             "chunks were generated. Resume it by calling generate(...) with the same arguments "
@@ -574,15 +572,18 @@ def verify_dataset(path: str | os.PathLike) -> list[int]:
     allow = classify(path) != "new"
     folder, _, _, config, _, chunks, group = _checked(path, allow_incomplete=allow)
     _check_phi(folder, group, config)
+    c, n = config["chunk_size"], config["n_phi"] * config["per_phi"]
     for k in sorted(chunks):
-        try:
-            digest = chunk_hash(read_chunk(group, config, k))
-        except Exception as err:
-            raise CorruptStoreError(
-                f"chunk {k} of {str(folder)!r} is corrupt: it cannot be decoded "
-                f"({type(err).__name__}: {err})"
-            ) from err
-        if digest != chunks[k].get("sha256"):
+        arrays = {}
+        for name in data_names(config):
+            try:
+                arrays[name] = group[name][k * c : min((k + 1) * c, n)]
+            except Exception as err:
+                raise CorruptStoreError(
+                    f"chunk {name}/{k} of {str(folder)!r} is corrupt: it cannot be decoded "
+                    f"({type(err).__name__}: {err}); {_REMEDY}"
+                ) from err
+        if chunk_hash(arrays) != chunks[k].get("sha256"):
             raise CorruptStoreError(
                 f"chunk {k} (samples {chunks[k].get('start')}..{chunks[k].get('stop')}) of "
                 f"{str(folder)!r} is corrupt: it differs from what was written (SHA-256 "

@@ -218,6 +218,15 @@ def test_foreign_and_missing_paths(tmp_path, capsys):
             verify_dataset(path)
         status, out, err = _verify_cli(path, capsys)
         assert status == 1 and out == "" and err.count("\n") == 1 and str(path) in err
+    empty = tmp_path / "empty.zarr"
+    empty.mkdir()
+    with pytest.raises(ValueError, match=r"'.*empty.zarr': the path is an empty folder"):
+        open_dataset(empty)
+    _make(empty)  # an empty folder may be the target: the finished store replaces it
+    assert verify_dataset(empty) == [0, 1, 2] and sorted(os.listdir(tmp_path)) == [
+        "empty.zarr",
+        "foreign.zarr",
+    ]
 
 
 def test_format_1_stores_are_still_read(store, pristine):
