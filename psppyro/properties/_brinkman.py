@@ -162,7 +162,7 @@ def solve_dbs_direct(fluid, kappa, return_velocity=False):
     rhs = np.zeros((size, 2))
     rhs[:size_f, 0] = h * h
     rhs[size_f:nvel, 1] = h * h
-    sol = solve_saddle(matrix, rhs, nvel, epsilon=epsilon, shifted=True)
+    sol = solve_saddle(matrix, rhs, nvel, epsilon=epsilon, shifted=True, backward_error=True)
     k = np.empty((2, 2))
     k[0] = sol[:size_f].mean(axis=0)
     k[1] = sol[size_f:nvel].mean(axis=0)

@@ -148,7 +148,8 @@ def solve_mac(fluid, components, return_velocity=False):
     return k, u.reshape(2, n, n), v.reshape(2, n, n)
 
 
-def solve_saddle(matrix, rhs, n_velocity, epsilon, shifted=False, max_iter=30):
+def solve_saddle(matrix, rhs, n_velocity, epsilon, shifted=False, max_iter=30,
+                 backward_error=False):
     """Solve the symmetric saddle-point system exactly, factorizing a quasi-definite neighbour.
 
     SuperLU with a symmetric fill-reducing ordering needs nonzero pivots on the diagonal; the zero
@@ -159,7 +160,10 @@ def solve_saddle(matrix, rhs, n_velocity, epsilon, shifted=False, max_iter=30):
     when the residual reaches round-off), so the returned solution satisfies the unperturbed
     equations — in particular Gᵀ u = 0 — to round-off.
 
-    ``matrix`` is the exact CSC matrix, or (``shifted=True``) the already shifted one.
+    ``matrix`` is the exact CSC matrix, or (``shifted=True``) the already shifted one.  With
+    ``backward_error=True`` the residual is measured against max(|b|, |A| |x|) (the round-off
+    level when the solution is much larger than the right-hand side, e.g. a very permeable
+    Brinkman solid) instead of |b|.
     """
     if not shifted:
         shift = np.zeros(matrix.shape[0])
@@ -173,6 +177,8 @@ def solve_saddle(matrix, rhs, n_velocity, epsilon, shifted=False, max_iter=30):
     )
     sol = lu.solve(rhs)
     scale = np.abs(rhs).max()
+    if backward_error:
+        scale = max(scale, float((abs(matrix) @ np.abs(sol)).max()))
     previous = np.inf
     for _ in range(max_iter):
         residual = rhs - matrix @ sol  # the exact matrix is the shifted one + ε on pressures
