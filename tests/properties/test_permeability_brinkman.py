@@ -15,7 +15,12 @@ import pytest
 import torch
 from scipy import ndimage
 
-from psppyro.properties import log_permeability, percolates, permeability
+from psppyro.properties import (
+    extrapolate_permeability,
+    log_permeability,
+    percolates,
+    permeability,
+)
 from psppyro.properties._brinkman import (
     interface_transmissibility,
     solve_dbs_cholesky,
@@ -136,6 +141,24 @@ def test_mac_along_layers_converges_to_the_cosh_profile(kappa):
     assert abs(errors[-1]) < 5e-3
     for coarse, fine in zip(errors[:-1], errors[1:]):
         assert 1.8 < math.log2(abs(coarse / fine)) < 2.3
+
+
+def test_extrapolation_passes_solid_permeability_through():
+    # second-order MAC error along the layers: Richardson with p = 2 from refine (2, 4) removes
+    # the leading term, κ_s staying fixed under refinement
+    x = layers(8, (2, 3, 4))
+    exact = brinkman_layer_flux(3 / 8, 0.02)
+    k4 = permeability(x, refine=4, solid_permeability=0.02)[0, 0].item()
+    k = extrapolate_permeability(x, refines=(2, 4), order=2, solid_permeability=0.02)
+    assert abs(k[0, 0].item() / exact - 1) < 0.05 * abs(k4 / exact - 1)
+    assert k[1, 1].item() == pytest.approx(0.02 / (5 / 8), rel=1e-9)  # across: exact at any r
+
+
+def test_auto_solver_on_cpu_is_the_cholesky_path():
+    x = smoothed_noise(2, 12, seed=6)
+    auto = permeability(x, solid_permeability=1e-3)
+    assert torch.equal(auto, permeability(x, solid_permeability=1e-3, solver="cholesky"))
+    assert auto.dtype == torch.float64 and auto.device == x.device
 
 
 def test_fem_along_layers_converges_to_the_cosh_profile():
@@ -260,7 +283,7 @@ def test_unknown_solver_is_refused():
         permeability(torch.zeros(6, 6), solid_permeability=1e-3, solver="lu")
 
 
-@pytest.mark.parametrize("fn", [permeability, log_permeability])
+@pytest.mark.parametrize("fn", [permeability, log_permeability, extrapolate_permeability])
 def test_volume_is_refused_with_ndim_3(fn):
     with pytest.raises(ValueError, match="3-D volume"):
         fn(torch.zeros(6, 6, 6), ndim=3)
