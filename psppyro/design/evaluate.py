@@ -63,6 +63,8 @@ def _simulate_chunk(process, prop, phi_row, n, seed):
 
 def _worker_init():
     torch.set_num_threads(1)
+
+
 def _check_not_in_worker_bootstrap():
     """Refuse to run while a pool worker re-imports the main module (a script without the guard).
 
@@ -89,8 +91,6 @@ def _pool_failure(workers, err):
         "use workers=1 (in-process, the default; the results are identical). A worker killed by "
         "the system (e.g. out of memory) also gives this error"
     )
-
-
 
 
 def _task(args):
@@ -138,9 +138,9 @@ def simulate_properties(
         >>> frac = lambda x: x.mean((-1, -2))[..., None]
         >>> m = simulate_properties(torch.tensor([0.5]), Coin(), frac, 8)
         >>> m.shape
-    _check_not_in_worker_bootstrap()
         torch.Size([8, 1])
     """
+    _check_not_in_worker_bootstrap()
     num_samples = _check_int("num_samples", num_samples)
     workers = 1 if workers is None else _check_int("workers", workers)
     chunk_size = _check_int("chunk_size", chunk_size)
