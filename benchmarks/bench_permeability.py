@@ -68,16 +68,31 @@ def _solve_chunk(images, solid_permeability=0.0):
     return permeability(torch.as_tensor(images), solid_permeability=solid_permeability).numpy()
 
 
-def _pool_rate(x, solid_permeability, chunks_per_worker=4):
-    """images/s of ``permeability`` over 2 worker processes (one thread each)."""
+def _solve_chunk_timed(images, solid_permeability):
+    """(permeability of the chunk, CPU seconds the worker spent on it)."""
+    torch.set_num_threads(1)
+    c0 = time.process_time()
+    k = permeability(torch.as_tensor(images), solid_permeability=solid_permeability).numpy()
+    return k, time.process_time() - c0
+
+
+def _pool_rate(x, solid_permeability, chunks_per_worker=4, return_cpu=False):
+    """images/s of ``permeability`` over 2 worker processes (one thread each).
+
+    With ``return_cpu`` also the images per CPU-second summed over the workers, times 2: the rate
+    two otherwise idle cores would give.
+    """
     chunks = np.array_split(x.numpy(), 2 * chunks_per_worker)
     kappas = [solid_permeability] * len(chunks)
     with ProcessPoolExecutor(max_workers=2, initializer=torch.set_num_threads,
                              initargs=(1,)) as pool:
         list(pool.map(_solve_chunk, [c[:1] for c in chunks[:2]], kappas[:2]))  # start workers
         t0 = time.perf_counter()
-        list(pool.map(_solve_chunk, chunks, kappas))
-        return len(x) / (time.perf_counter() - t0)
+        out = list(pool.map(_solve_chunk_timed, chunks, kappas))
+        wall = len(x) / (time.perf_counter() - t0)
+    if return_cpu:
+        return wall, 2 * len(x) / sum(cpu for _, cpu in out)
+    return wall
 
 
 def _blocked_log_k(x, solid_permeability):
@@ -110,19 +125,19 @@ def brinkman_table(quick):
     permeability(x[:2], solid_permeability=kappa, solver="pcg")
     stokes1, stokes_cpu = _rates(permeability, x[:n_stokes])
     chol1, chol_cpu = _rates(lambda im: permeability(im, solid_permeability=kappa), x)
-    chol2 = _pool_rate(x, kappa)
+    chol2, chol2_cpu = _pool_rate(x, kappa, return_cpu=True)
     pcg1, pcg_cpu = _rates(lambda im: permeability(im, solid_permeability=kappa, solver="pcg"),
                            x[:n_pcg])
     direct1, direct_cpu = _rates(
         lambda im: permeability(im, solid_permeability=kappa, solver="direct"), x[:n_direct]
     )
-    print("# images/s: wall clock; images/CPU-s: per second of CPU time this process got (less")
-    print("# sensitive to the other jobs' load)")
+    print("# images/s: wall clock; images/CPU-s: per second of CPU time the process got (less")
+    print("# sensitive to the other jobs' load; for 2 workers: 2 x images per summed CPU-second)")
     print(f"{'path':<52}{'images/s':>10}{'ms/image':>10}{'images/CPU-s':>14}")
     for name, r, c in (
         ("kappa_s = 0 (today's Stokes path), 1 core", stokes1, stokes_cpu),
         ("kappa_s > 0, Cholesky (default), 1 core", chol1, chol_cpu),
-        ("kappa_s > 0, Cholesky (default), 2 worker processes", chol2, float("nan")),
+        ("kappa_s > 0, Cholesky (default), 2 worker processes", chol2, chol2_cpu),
         (f"kappa_s > 0, projected CG (rtol {PCG_RTOL:g}), 1 core", pcg1, pcg_cpu),
         ("kappa_s > 0, SuperLU saddle point (reference), 1 core", direct1, direct_cpu),
     ):
@@ -159,7 +174,8 @@ def brinkman_table(quick):
     permeability(x128, solid_permeability=kappa128)
     chol128 = (time.perf_counter() - t0) / n128
     chol128_cpu = (time.process_time() - c0) / n128
-    chol128_2 = 1.0 / _pool_rate(x128, kappa128, chunks_per_worker=1)
+    wall2, cpu2 = _pool_rate(x128, kappa128, chunks_per_worker=1, return_cpu=True)
+    chol128_2, chol128_2_cpu = 1.0 / wall2, 1.0 / cpu2
     t0 = time.perf_counter()
     permeability(x128[:2])
     stokes128 = (time.perf_counter() - t0) / 2
@@ -168,7 +184,7 @@ def brinkman_table(quick):
     pcg128 = time.perf_counter() - t0
     print(f"# 128^2 ({source}), kappa_s = 0.02 h^2: seconds per image")
     print(f"Cholesky 1 core {chol128:.3f} ({chol128_cpu:.3f} CPU-s), 2 worker processes "
-          f"{chol128_2:.3f}; projected CG "
+          f"{chol128_2:.3f} ({chol128_2_cpu:.3f} from CPU time); projected CG "
           f"1 core {pcg128:.3f}; kappa_s = 0 path 1 core {stokes128:.3f} "
           f"(ratio {stokes128 / chol128:.1f}x)")
     for size, xs, kap in ((36, x, kappa), (128, x128, kappa128)):
