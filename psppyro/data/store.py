@@ -636,10 +636,10 @@ class _GuardedArray:
     fill value (NaN, 0) or as a bare codec error.
     """
 
-    def __init__(self, root, name, expected, unfinished=()):
+    def __init__(self, root, name, expected, unfinished=(), array=None):
         self.root, self.name, self.expected = str(root), name, expected
         self.unfinished = frozenset(unfinished)  # chunks without a marker: read as fill values
-        self._arr = None
+        self._arr = array  # reopened lazily after unpickling
         arr = self._array()
         self.shape, self.dtype, self.ndim = tuple(arr.shape), np.dtype(arr.dtype), arr.ndim
         self.rows = int(arr.chunks[0])
@@ -712,7 +712,6 @@ class _GuardedArray:
 
 def _guard(ds, folder, group, config, static, chunks):
     import dask.array as da
-    import xarray as xr
     from dask.base import tokenize
 
     expected = dict(static)
@@ -721,11 +720,14 @@ def _guard(ds, folder, group, config, static, chunks):
     names = set(group.array_keys())
     unfinished = set(range(n_chunks(config))) - set(chunks)
     per_chunk = set(data_names(config))
+    ds = ds.copy(deep=False)  # new Variable objects: their data can be replaced in place
     for name in list(ds.variables):
         var = ds.variables[name]
         if name not in names or "sample" not in var.dims or not hasattr(var.data, "dask"):
             continue
-        src = _GuardedArray(folder, name, expected, unfinished if name in per_chunk else ())
+        src = _GuardedArray(
+            folder, name, expected, unfinished if name in per_chunk else (), group[name]
+        )
         if src.dtype != var.dtype or src.shape != var.shape:
             continue  # decoded by xarray: keep its reader
         data = da.from_array(
@@ -736,11 +738,7 @@ def _guard(ds, folder, group, config, static, chunks):
             fancy=False,
             lock=False,
         )
-        new = xr.Variable(var.dims, data, attrs=var.attrs, encoding=var.encoding)
-        if name in ds.coords:
-            ds = ds.assign_coords({name: new})
-        else:
-            ds = ds.assign({name: new})
+        var.data = data  # same shape, dims, attrs and encoding; no re-alignment
     return ds
 
 
