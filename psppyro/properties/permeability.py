@@ -68,16 +68,19 @@ Accuracy and speed of the Brinkman model (measured;
 - MAC against Taylor–Hood (κ_s = 2e-3, two 12² smoothed-noise images): 0.2–0.3 % at MAC refine 4,
   0.05 % of max |k| at refine 8 (Taylor–Hood refine 4).
 - κ_s = 0.02 h², blocked directions (the void does not percolate): ln k median −9.46, range
-  [−9.62, −9.17] over 15 of 400 directions of 200 pspgen36 samples; −11.06 for the one blocked
-  direction among 10 pspgen128 samples.
+  [−9.62, −9.17] (15 of 400 directions, 200 pspgen36 samples); at 128² median −11.07, range
+  [−11.45, −10.98] (10 of 800 directions, 400 pspgen128 samples).
 - ``"cholesky"`` agrees with ``"direct"`` to 4e-12 (20 pspgen36 images).  ``"pcg"`` at
   :data:`PCG_RTOL` = 1e-5: k_xx, k_yy within 8e-9 (median 1e-9), k_xy within 4e-7 of max |k|,
-  112 iterations on average at 36² (rtol 1e-4: 6e-8 and 7e-6, 94 iterations).
-- Speed at 36², κ_s = 0.02 h², both directions, measured with a load average of 8 on 2 cores
-  (other jobs running): Cholesky 167 images/s on 1 core (6.0 ms), 199 images/s with 2 worker
-  processes, against 44 images/s for the κ_s = 0 Stokes path on 1 core in the same run (3.8×),
-  22 images/s for SuperLU and 17 for CG on the CPU; at 128²: Cholesky 0.15 s per image on 1 core,
-  4.4× the κ_s = 0 path.  On a loaded machine these are upper bounds of the cost.
+  112 iterations on average at 36² (rtol 1e-4: 6e-8 and 7e-6, 94 iterations; 1e-3: 8e-7 and
+  1.4e-4, 74).  A face-drag scaling of the preconditioner halves the iterations but triples the
+  FFTs per iteration; neither makes CG competitive with the Cholesky path on a CPU.
+- Speed at 36², κ_s = 0.02 h², both directions, 200 pspgen36 images, one run with a load average
+  of 8 on 2 cores (other jobs running), wall clock (per CPU-second the process got): Cholesky
+  211 images/s on 1 core (432), 218 with 2 worker processes (894 from their CPU time); the
+  κ_s = 0 Stokes path 48 (97): 4.4× faster in both measures; SuperLU 28 (64); CG 20 (40).  At
+  128²: Cholesky 0.135 s per image on 1 core (0.055 CPU-s; 0.033 s per image from the CPU time
+  of 2 workers), 8.4× the κ_s = 0 path.
 
 Two discretizations (each property has two: ``docs/architecture.md`` § "Verification and errors"):
 
