@@ -105,6 +105,11 @@ def test_deleted_chunk(store, pristine, capsys):
     status, out, err = _verify_cli(store, capsys)
     assert status == 1 and out == "" and err.count("\n") == 1
     assert err.startswith("psppyro verify: chunk m/1 of") and "is missing" in err
+    # psppyro train refuses the store before training (it read NaN rows before).
+    status = main(["train", "pspgen", "--data", str(store), "--out", str(store.parent / "m.pt")])
+    _, err = capsys.readouterr()
+    assert status == 2 and "chunk m/1 of" in err and "is missing" in err
+    assert not (store.parent / "m.pt").exists()
 
 
 def test_swapped_chunk_of_equal_size(store, pristine, capsys):
