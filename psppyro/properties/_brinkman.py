@@ -46,6 +46,7 @@ Two solvers:
 from __future__ import annotations
 
 import math
+import threading
 from functools import lru_cache
 
 import numpy as np
@@ -250,7 +251,16 @@ def _theta(fluid, kappa):
     return np.concatenate([drag_u, drag_v, t_u_up, ones, t_v_left, ones])
 
 
-_SYMBOLIC = {}  # n -> (cvxopt sparse matrix with the pattern of K, CHOLMOD factor object)
+# per thread: n -> (cvxopt sparse matrix with the pattern of K, CHOLMOD factor object); the factor
+# is overwritten by every numeric factorization, so threads must not share it
+_SYMBOLIC_LOCAL = threading.local()
+
+
+def _symbolic_cache():
+    cache = getattr(_SYMBOLIC_LOCAL, "cache", None)
+    if cache is None:
+        cache = _SYMBOLIC_LOCAL.cache = {}
+    return cache
 
 
 def solve_dbs_cholesky(fluid, kappa):
@@ -272,7 +282,13 @@ def solve_dbs_cholesky(fluid, kappa):
     Returns:
         float64 array (m, 2, 2).
     """
-    from cvxopt import cholmod, matrix, spmatrix
+    try:
+        from cvxopt import cholmod, matrix, spmatrix
+    except ImportError as err:  # pragma: no cover - cvxopt is a dependency
+        raise ImportError(
+            "solver='cholesky' (the default for solid_permeability > 0 on the CPU) needs cvxopt "
+            "(CHOLMOD): pip install cvxopt, or pass solver='direct' (SuperLU, slower)"
+        ) from err
 
     m, n = fluid.shape[0], fluid.shape[-1]
     pattern = _stream_pattern(n)
@@ -281,13 +297,14 @@ def solve_dbs_cholesky(fluid, kappa):
     size = n * n
     c_u = pattern["curl_u"].T @ theta[:size]
     c_v = pattern["curl_v"].T @ theta[size : 2 * size]
-    if n not in _SYMBOLIC:
+    cache = _symbolic_cache()
+    if n not in cache:
         base = spmatrix(values[:, 0].tolist(), pattern["rows"].tolist(),
                         pattern["cols"].tolist(), (size - 1, size - 1))
         if list(base.I) != pattern["rows"].tolist():  # pragma: no cover - cvxopt storage order
             raise RuntimeError("unexpected cvxopt storage order of the stream-function matrix")
-        _SYMBOLIC[n] = (base, cholmod.symbolic(base, uplo="L"))
-    base, factor = _SYMBOLIC[n]
+        cache[n] = (base, cholmod.symbolic(base, uplo="L"))
+    base, factor = cache[n]
     k = np.empty((m, 2, 2))
     for b in range(m):
         base.V = matrix(values[:, b])

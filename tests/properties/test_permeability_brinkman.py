@@ -117,6 +117,19 @@ def test_mac_solvers_agree_on_random_images():
     np.testing.assert_allclose(pcg, direct, rtol=0, atol=1e-5 * np.abs(direct).max())
 
 
+def test_cholesky_path_is_thread_safe():
+    # the reused CHOLMOD factor is overwritten by every numeric factorization: one per thread
+    from concurrent.futures import ThreadPoolExecutor
+
+    x = smoothed_noise(8, 16, seed=9).numpy() == 1
+    kappa = np.full(8, 1e-3)
+    serial = solve_dbs_cholesky(x, kappa)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        threaded = list(pool.map(lambda i: solve_dbs_cholesky(x[i : i + 1], kappa[:1])[0],
+                                 range(8)))
+    np.testing.assert_allclose(np.stack(threaded), serial, rtol=1e-10, atol=0)
+
+
 def test_interface_transmissibility_limits():
     n = 16
     assert interface_transmissibility(1e-20, n) == pytest.approx(2.0, rel=1e-8)  # ghost wall
