@@ -235,3 +235,38 @@ def test_property_functions_accept_numpy_images(dtype):
         conductivity(np.full((4, 4), 0.5))
     with pytest.raises(ValueError, match="binary"):
         elasticity(np.full((4, 4), 0.5))
+
+
+# --------------------------------------------------------------------------- evaluate(name, ...)
+def _volume_fractions(x):
+    m = torch.stack([x.mean((-1, -2)), 1 - x.mean((-1, -2))], -1)
+    return m, {}
+
+
+def test_evaluate_takes_a_process_preset_name(monkeypatch):
+    import importlib
+
+    import psppyro as pp
+    from psppyro.properties.maps import PropertyMap
+
+    pm = PropertyMap("vf_test", ("vf1", "vf0"), 2, _volume_fractions, "volume fractions")
+    box = pp.design.Box([0.5, 0.0], [1.0, 0.5])
+    phi = torch.tensor([5.0, 1.0])
+    by_name = pp.design.evaluate(phi, "pspgen36", pm, box, num_samples=2, seed=3)
+    by_object = pp.design.evaluate(phi, pp.process.preset("pspgen36"), pm, box, num_samples=2,
+                                   seed=3)
+    assert [float(v) for v in by_name] == [float(v) for v in by_object]
+    with pytest.raises(ValueError, match="name must be one of"):
+        pp.design.evaluate(phi, "pspgen99", pm, box, num_samples=2)
+    with pytest.raises(TypeError, match="process must be a process preset name"):
+        pp.design.evaluate(phi, 42, pm, box, num_samples=2)
+    # A target of the wrong dimension is refused before any simulation.
+    module = importlib.import_module("psppyro.design.evaluate")
+
+    def boom(*args, **kwargs):
+        raise AssertionError("simulated before checking the target's dimension")
+
+    monkeypatch.setattr(module, "simulate_properties", boom)
+    with pytest.raises(ValueError, match="target has d_m=3 but the property map returns 2"):
+        pp.design.evaluate(phi, "pspgen36", "log_permeability",
+                           pp.design.Box([-9.0] * 3, [0.0] * 3), num_samples=2)
