@@ -645,7 +645,7 @@ def generate(
                 zarrays[name] = group[name]
             zarrays[name][start:stop] = value
             rel = _store.chunk_file(zarrays[name], name, k)
-            files[rel] = _store.fingerprint(partial / rel)
+            files[rel] = _store.fingerprint(partial / rel, sync=True)
         marker = {"start": start, "stop": stop, "sha256": _store.chunk_hash(arrays), "files": files}
         _store.write_marker(partial, k, marker)
         bar.update(stop - start)

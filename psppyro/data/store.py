@@ -144,11 +144,14 @@ def chunk_hash(arrays):
     return h.hexdigest()
 
 
-def fingerprint(file):
+def fingerprint(file, sync=False):
     """``[size, crc32]`` of a file (CRC of its first and last 64 KiB when larger than 128 KiB),
-    or ``None`` if it does not exist."""
+    or ``None`` if it does not exist; ``sync=True`` also flushes it to disk first (so that a
+    completion marker written afterwards never outlives its data in a power loss)."""
     try:
         with open(file, "rb") as fh:
+            if sync:
+                os.fsync(fh.fileno())
             size = os.fstat(fh.fileno()).st_size
             if size <= 2 * _SAMPLE:
                 crc = zlib.crc32(fh.read())
@@ -299,7 +302,7 @@ def _walk_files(root):
 
 def finish_store(path):
     """Mark the metadata, ``phi`` and ``phi_index`` complete, recording their fingerprints."""
-    files = {rel: fingerprint(Path(path) / rel) for rel in _walk_files(path)}
+    files = {rel: fingerprint(Path(path) / rel, sync=True) for rel in _walk_files(path)}
     _atomic_write(_meta(path) / "initialized.json", json.dumps({"files": files}))
 
 
@@ -327,6 +330,20 @@ def read_markers(path):
     return out
 
 
+def _sync_dir(folder):
+    """Make a rename in ``folder`` durable (where the platform allows opening folders)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def complete_store(partial, final):
     """Record all chunks in ``complete.json`` and rename ``partial`` to ``final`` (atomic)."""
     config = store_spec(read_format(partial))
@@ -340,6 +357,7 @@ def complete_store(partial, final):
     )
     try:
         os.rename(partial, final)
+        _sync_dir(Path(final).parent)
     except OSError as err:
         raise ValueError(
             f"the dataset is complete in {str(partial)!r} but cannot be renamed to "
