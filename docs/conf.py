@@ -36,4 +36,6 @@ rst_prolog = r"""
 .. |Δc| replace:: \|Δc\|
 .. |Δ ln k| replace:: \|Δ ln k\|
 .. |k_extrapolated − k_finest| replace:: \|k_extrapolated − k_finest\|
+.. |k(κ_s) − k_Stokes| replace:: \|k(κ_s) − k_Stokes\|
+.. |k| replace:: \|k\|
 """
