@@ -491,10 +491,11 @@ def generate(
     Example::
 
         >>> import tempfile, os
-        >>> ds = generate("rixner64", "rixner_o2", n_phi=2, per_phi=2, seed=0, workers=1,
-        ...               path=os.path.join(tempfile.mkdtemp(), "t.zarr"), progress=False)
-        >>> ds["x"].shape, ds["m"].shape
-        ((4, 64, 64), (4, 2))
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     ds = generate("rixner64", "rixner_o2", n_phi=2, per_phi=2, seed=0, workers=1,
+        ...                   path=os.path.join(d, "t.zarr"), progress=False)
+        ...     print(ds["x"].shape, ds["m"].shape)
+        (4, 64, 64) (4, 2)
     """
     _check_not_in_worker_bootstrap("psppyro.data.generate")
     process = _resolve_process(process)

@@ -580,7 +580,8 @@ def verify_dataset(path: str | os.PathLike) -> list[int]:
     Example::
 
         >>> import tempfile, os
-        >>> verify_dataset(os.path.join(tempfile.mkdtemp(), "none.zarr"))
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     verify_dataset(os.path.join(d, "none.zarr"))
         Traceback (most recent call last):
         ...
         ValueError: no psppyro dataset store at '...': the path does not exist
@@ -626,7 +627,8 @@ def describe_store(path: str | os.PathLike) -> dict:
     Example::
 
         >>> import tempfile, os
-        >>> describe_store(os.path.join(tempfile.mkdtemp(), "none.zarr"))
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     describe_store(os.path.join(d, "none.zarr"))
         Traceback (most recent call last):
         ...
         ValueError: no psppyro dataset store at '...': the path does not exist
@@ -786,7 +788,8 @@ def open_dataset(path: str | os.PathLike, *, allow_incomplete: bool = False, ver
     Example::
 
         >>> import os, tempfile
-        >>> open_dataset(os.path.join(tempfile.mkdtemp(), "missing.zarr"))
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     open_dataset(os.path.join(d, "missing.zarr"))
         Traceback (most recent call last):
         ...
         ValueError: no psppyro dataset store at '...': the path does not exist
