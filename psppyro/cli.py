@@ -365,7 +365,7 @@ def _parse_options(items):
     out = {}
     for item in items or ():
         if "=" not in item:
-            raise SystemExit(f"psppyro: --option must look like key=value, got {item!r}")
+            raise ValueError(f"--option must look like key=value, got {item!r}")
         key, value = item.split("=", 1)
         try:
             out[key.strip()] = ast.literal_eval(value)
@@ -392,62 +392,85 @@ def _target_from_args(args):
     return Box(args.low, args.high)
 
 
+def _list_design_methods():
+    from psppyro.design import describe_methods
+
+    return "design methods (--method NAME) and their options (--option KEY=VALUE, defaults):\n" + (
+        describe_methods()
+    )
+
+
 def _add_design(sub):
     p = sub.add_parser(
         "design",
         help="design processing parameters phi for a target with a trained model",
         description="Run psppyro.infer_design on a trained PSP-GEN model (saved by `psppyro "
-        "train`) and print the result; optionally check phi* by true simulation.",
+        "train`) and print the result; optionally check phi* by true simulation. --out r.json "
+        "writes the result as JSON and the posterior (arviz InferenceData) as r.nc. `psppyro "
+        "design --method` lists the registered methods; --help lists each method's options.",
+        add_help=False,
     )
-    p.add_argument("--model", required=True, help="trained model file (PSPGen.save)")
+    p.add_argument("-h", "--help", action=_HelpWithList, listing=_list_design_methods)
+    p.add_argument("--model", default=None, help="trained model file (PSPGen.save); required")
     _add_target_args(p)
-    p.add_argument("--method", choices=("sga", "svi", "nuts", "flow"), default="sga")
+    p.add_argument("--method", nargs="?", const="", default="sga", metavar="NAME",
+                   help="a registered design method (default sga); without NAME, list them")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                   help="method option, e.g. --option epochs=5 (repeatable)")
+                   help="method option, e.g. --option epochs=5 (repeatable; see --help)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--process", default=None,
                    help="process preset for a simulation check of phi* (e.g. pspgen36)")
     p.add_argument("--properties", default="log_permeability", help="property map of the check")
     p.add_argument("--num-samples", type=int, default=200, help="simulations for the check")
     p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--out", default=None, help="write the result as JSON to this file")
+    p.add_argument("--out", default=None,
+                   help="write the result as JSON to this file and the posterior next to it (.nc)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_run_design)
 
 
 def _run_design(args):
-    import json
-
     import psppyro as pp
+    from psppyro.design import get_method, method_names
+
+    if args.method == "":  # `psppyro design --method`: list the registered methods
+        for name in method_names():
+            print(f"{name}: {get_method(name).summary}")
+        return 0
+    if args.model is None:
+        raise ValueError("--model is required (a trained model file, PSPGen.save)")
+    if args.method not in method_names():
+        names = ", ".join(method_names())
+        raise ValueError(f"--method must be one of {names}; got {args.method!r}")
+    options = _parse_options(args.option)
+    allowed = get_method(args.method).options
+    unknown = sorted(set(options) - set(allowed) - {"point", "num_eval_samples", "num_candidates"})
+    if unknown:
+        listing = ", ".join(f"{k}={v!r}" for k, v in allowed.items()) or "(none)"
+        raise ValueError(
+            f"--option {unknown} not an option of method {args.method!r}; its options are: "
+            f"{listing} (and point, num_eval_samples, num_candidates)"
+        )
+    _check_design_args(args)  # cheap option checks before loading and designing (main's owner)
     from psppyro.models import PSPGen
 
-    _check_design_args(args)  # cheap option checks before loading and designing (main's owner)
     model = PSPGen.load(args.model)
     target = _target_from_args(args)
-    options = _parse_options(args.option)
     options.setdefault("progress", not args.no_progress)
     res = pp.infer_design(model, target, method=args.method, seed=args.seed, **options)
     print(res.summary())
-    out = {
-        "method": res.method,
-        "target": target.config(),
-        "phi_star": res.phi_star.tolist(),
-        res.objective: res.probability,
-        f"{res.objective}_se": res.probability_se,
-        "diagnostics": res.diagnostics,
-        "wall_time": res.wall_time,
-    }
+    extra = {}
     if args.process:
         value, se = pp.design.evaluate(
             res.phi_star, pp.process.preset(args.process), args.properties, target,
             num_samples=args.num_samples, seed=args.seed + 1, workers=args.workers,
         )
-        out["simulated"] = float(value)
-        out["simulated_se"] = float(se)
-        print(f"  simulated {res.objective} at phi_star: {float(value):.4g} ± {float(se):.2g}")
+        extra = {"simulated": float(value), "simulated_se": float(se)}
+        print(f"  simulated {res.objective_name} at phi_star: {float(value):.4g} ± {float(se):.2g}")
     if args.out:
-        with open(args.out, "w") as f:
-            json.dump(out, f, indent=2, default=float)
+        json_path, nc_path = res.save(args.out, extra=extra)
+        print(f"  wrote {json_path}" + (f" and {nc_path}" if nc_path else ""))
+    return 0
 
 
 # --------------------------------------------------------------------------- evaluate

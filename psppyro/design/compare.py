@@ -26,15 +26,20 @@ from dataclasses import dataclass, field
 import torch
 
 from .._random import derive_seed, make_generator
-from .._validation import as_tensor
-from .objectives import _check_int, sample_latents
-from .targets import Box, TargetDensity, TargetValue, as_target
+from .._validation import as_tensor, check_int
+from .protocol import sample_latents
+from .targets import as_target
 
 __all__ = ["Comparison", "compare_posteriors", "energy_distance", "wasserstein_1d"]
 
 
 def _samples_of(name, x):
     samples = getattr(x, "samples", x)
+    if samples is None:
+        raise ValueError(
+            f"{name} has no posterior samples (a result of the optimizer "
+            f"{getattr(x, 'method', '?')!r}); compare posterior methods (svi, nuts, flow)"
+        )
     t = as_tensor(name, samples).detach().double().cpu()
     if t.dim() == 1:
         t = t[:, None]
@@ -128,12 +133,7 @@ def _in_target(model, target, phi_samples, num_samples, g):
     with torch.no_grad(), torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=g)))
         m = model.property_dist(phi, z).sample()
-    if isinstance(target, Box):
-        v = target.contains(m).double()
-    elif isinstance(target, TargetValue):
-        v = target.utility(m).double()
-    else:
-        v = target.dist.log_prob(m.to(target.dist.mean)).double()
+    v = target.predictive_score(m).double()
     return float(v.mean()), float(v.std() / math.sqrt(num_samples))
 
 
@@ -182,15 +182,8 @@ def compare_posteriors(a, b, model=None, target=None, labels=None, num_samples=2
     )
     if model is not None:
         target = as_target(target)
-        num_samples = _check_int("num_samples", num_samples, minimum=2)
-        comp.in_target_kind = (
-            "in-target fraction"
-            if isinstance(target, Box)
-            else "mean utility"
-            if isinstance(target, TargetValue)
-            else "mean target log-density"
-        )
-        assert isinstance(target, (Box, TargetValue, TargetDensity))
+        num_samples = check_int("num_samples", num_samples, minimum=2)
+        comp.in_target_kind = target.predictive_label
         for k, (lab, xs) in enumerate(zip(labels, (xa, xb))):
             g = make_generator(derive_seed(seed, k))
             comp.in_target[lab] = _in_target(model, target, xs, num_samples, g)

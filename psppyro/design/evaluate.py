@@ -24,17 +24,15 @@ depend on ``workers`` (a ``spawn`` process pool; each worker uses one torch thre
 
 from __future__ import annotations
 
-import math
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 import torch
-from torch.distributions import MultivariateNormal, Normal
 
 from .._random import derive_seed
 from .._validation import as_tensor, check_in_bounds, check_last_dim
-from .objectives import _check_int
-from .targets import Box, TargetValue, as_target
+from .._validation import check_int as _check_int
+from .targets import Box, as_target  # noqa: F401  (Box: used by the doctests)
 
 __all__ = ["ReferenceMap", "design_table", "evaluate", "reference_map", "simulate_properties"]
 
@@ -180,46 +178,6 @@ def simulate_properties(
     return m.reshape(*batch, num_samples, m.shape[-1])
 
 
-def _gaussian_kl(target, m):
-    """KL(p_target ‖ N(mean(m), cov(m))) for m (n, d_m)."""
-    mean = m.mean(0)
-    cov = torch.atleast_2d(torch.cov(m.T))
-    cov = cov + 1e-12 * torch.eye(cov.shape[0], dtype=cov.dtype) * cov.diagonal().mean()
-    fit = MultivariateNormal(mean, covariance_matrix=cov)
-    t = target.dist
-    if isinstance(t, MultivariateNormal):
-        t = MultivariateNormal(
-            t.loc.double().cpu(), covariance_matrix=t.covariance_matrix.double().cpu()
-        )
-        return torch.distributions.kl_divergence(t, fit)
-    if isinstance(t, torch.distributions.Independent) and isinstance(t.base_dist, Normal):
-        t = MultivariateNormal(
-            t.base_dist.loc.double().cpu(), scale_tril=torch.diag(t.base_dist.scale.double().cpu())
-        )
-        return torch.distributions.kl_divergence(t, fit)
-    draws = target.sample(4096, seed=0).double().cpu()
-    h = target.entropy()
-    cross = -fit.log_prob(draws).mean()
-    return cross if h is None else cross - h
-
-
-def _objective_from_samples(target, m, seed):
-    """(value, se) of the objective from simulated m (n, d_m)."""
-    n = m.shape[0]
-    if isinstance(target, Box):
-        p = target.contains(m).double().mean()
-        return p, (p * (1 - p) / n).sqrt()
-    if isinstance(target, TargetValue):
-        u = target.utility(m)
-        return u.mean(), u.std() / math.sqrt(n)
-    value = _gaussian_kl(target, m)
-    g = torch.Generator().manual_seed(derive_seed(seed, 99))
-    boot = torch.stack(
-        [_gaussian_kl(target, m[torch.randint(0, n, (n,), generator=g)]) for _ in range(200)]
-    )
-    return value, boot.std()
-
-
 def evaluate(
     phi,
     process,
@@ -270,7 +228,7 @@ def evaluate(
         )
     batch = m.shape[:-2]
     flat = m.reshape(-1, num_samples, m.shape[-1])
-    vals, ses = zip(*[_objective_from_samples(target, mi, seed) for mi in flat])
+    vals, ses = zip(*[target.from_simulations(mi, seed) for mi in flat])
     value = torch.stack(vals).reshape(batch)
     se = torch.stack(ses).reshape(batch)
     return (value, se, m) if return_samples else (value, se)
@@ -310,7 +268,7 @@ class ReferenceMap:
     def argmax(self):
         """The grid point with the best value (max; min for a KL)."""
         flat = self.values.reshape(-1)
-        i = int(torch.argmin(flat)) if self.objective == "kl" else int(torch.argmax(flat))
+        i = self.target.best_index(flat)
         return self.grid()[i]
 
 
@@ -382,9 +340,7 @@ def reference_map(
     ref = ReferenceMap(
         axes, None, None, target, per_phi, list(phi_names or [f"phi_{i}" for i in range(d)])
     )
-    from .objectives import objective_name
-
-    ref.objective = objective_name(target)
+    ref.objective = target.objective_name
     pts = ref.grid().to(torch.get_default_dtype())
     value, se = evaluate(pts, process, properties, target, per_phi, seed, workers, chunk_size)
     shape = tuple(len(a) for a in axes)
@@ -418,7 +374,7 @@ def design_table(results, evaluations=None, reference=None):
     lines = [head, "-" * len(head)]
     for label, res in results.items():
         phi = "(" + ", ".join(f"{float(v):.3g}" for v in res.phi_star) + ")"
-        model = f"{res.probability:.3f} ± {res.probability_se:.3f}"
+        model = f"{res.objective:.3f} ± {res.objective_se:.3f}"
         sim = ""
         if label in evaluations:
             v, s = evaluations[label]
@@ -428,7 +384,7 @@ def design_table(results, evaluations=None, reference=None):
             ref = reference[label]
             best = ref.argmax()
             flat = ref.values.reshape(-1)
-            bv = float(flat.min() if ref.objective == "kl" else flat.max())
+            bv = float(flat[ref.target.best_index(flat)])
             grid = "(" + ", ".join(f"{float(v):.3g}" for v in best) + f") {bv:.3f}"
         lines.append(
             f"{label:<14} {res.method:<6} {phi:<28} {model:>17} {sim:>17} {grid:>28} "

@@ -1,226 +1,70 @@
-r"""``infer_design``: one entry point for every design method, one result type.
+r"""``infer_design``: one entry point for every registered design method, one result type.
 
 .. code-block:: python
 
     res = pp.infer_design(model, pp.design.Box(low, high), method="sga")  # svi | nuts | flow
-    res.phi_star, res.probability, res.probability_se
+    res.phi_star, res.objective, res.objective_se, res.objective_name    # res.probability (O1)
     res.idata            # arviz.InferenceData: posterior "phi" with dims (chain, draw, phi_dim)
+    res.save("r.json")   # JSON summary + r.nc (NetCDF InferenceData)
     print(res.summary())
 
 =========  ===================================================  ==========================
 method     what it computes                                     ``phi_star``
 =========  ===================================================  ==========================
-``sga``    PSP-GEN's stochastic gradient ascent (``sga``)       best restart's optimum
+``sga``    PSP-GEN's stochastic gradient ascent (:mod:`.sga`)   best restart's optimum
 ``svi``    low-rank Gaussian guide on p(φ, z | target)          ``point`` of the samples
-``nuts``   NUTS on the same posterior (``posterior``)           ``point`` of the samples
-``flow``   zuko flow guide on the same posterior                ``point`` of the samples
+``nuts``   NUTS on the same posterior (:mod:`.nuts`)            ``point`` of the samples
+``flow``   zuko flow guide on the same posterior (:mod:`.flow`) ``point`` of the samples
 =========  ===================================================  ==========================
+
+Methods come from the registry (:func:`~psppyro.design.register_method`); ``infer_design``
+validates the model once (:func:`~psppyro.design.protocol.validate_model`, with a batched probe),
+checks the options against the method's signature before any work, calls the runner, builds the
+``InferenceData``, evaluates the objective at φ* with fresh z draws
+(:func:`~psppyro.design.objectives.estimate_objective`) and judges the diagnostics
+(:func:`~psppyro.design.results.judge`: PSIS k̂, R̂, divergences, an unreachable target), issuing
+a :class:`~psppyro.design.DesignWarning` for each problem.
 
 For the posterior methods ``point`` chooses φ*: ``"mean"`` (default; the posterior mean — a robust
 design when the posterior is unimodal), ``"median"`` (componentwise) or ``"best"`` (of
-``num_candidates`` posterior draws, the one with the highest model-predicted objective estimated
-with ``num_eval_samples`` z draws — closest to the O1 optimum). For SGA ``samples`` holds the end
-point of each restart (not a posterior) and ``idata`` stores them as draws of a single chain with
-their objectives in ``sample_stats``.
+``num_candidates`` posterior draws, the one with the best model-predicted objective estimated with
+``num_eval_samples`` z draws — closest to the O1 optimum). SGA returns its own φ*; its restart end
+points are ``res.endpoints`` and ``idata.optimization`` (not a posterior).
 
-``probability``/``probability_se`` is the model-predicted objective at φ* with its Monte Carlo
-standard error (:func:`~psppyro.design.objectives.estimate_objective`, fresh z draws independent of
-the fit): P(m ∈ M_d | φ*) for a Box, E[u] for a TargetValue, the KL for a TargetDensity.
+**Progress.** ``progress=None`` (default) shows tqdm bars when standard error is a terminal
+(interactive use) and stays quiet otherwise (scripts, tests, CI); ``True``/``False`` force it.
 """
 
 from __future__ import annotations
 
+import json
+import sys
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 
 from .._random import derive_seed
-from .._validation import check_choice
-from .objectives import check_model, estimate_objective, objective_name, phi_names
-from .posterior import import_arviz, run_flow, run_nuts, run_svi
-from .sga import run_sga
+from .._validation import check_choice, check_int, check_seed
+from .arviz_io import add_group, import_arviz, psis_khat, to_inference_data
+from .objectives import estimate_objective
+from .protocol import validate_model
+from .registry import RESERVED, MethodOutput, get_method
+from .results import DesignResult, judge, to_json_value, warn_all
 from .targets import as_target
 
-__all__ = ["METHODS", "DesignResult", "infer_design", "to_inference_data"]
-
-METHODS = ("sga", "svi", "nuts", "flow")
+__all__ = ["infer_design", "to_inference_data"]
 
 
-def to_inference_data(samples, names, sample_stats=None, attrs=None):
-    """An ``arviz.InferenceData`` with posterior ``phi`` (chain, draw, phi_dim) named by ``names``.
-
-    Args:
-        samples: Tensor/array (chains, draws, d_φ) or (draws, d_φ).
-        names: d_φ coordinate labels of dim ``phi_dim``.
-        sample_stats: optional dict of (chains, draws) arrays.
-        attrs: optional dict of attributes (strings/numbers).
-
-    Returns:
-        arviz.InferenceData.
-
-    Example::
-
-        >>> idata = to_inference_data(torch.zeros(2, 5, 3), ["a", "b", "c"])
-        >>> dict(idata.posterior["phi"].sizes)
-        {'chain': 2, 'draw': 5, 'phi_dim': 3}
-    """
-    az = import_arviz()
-    arr = np.asarray(torch.as_tensor(samples).detach().cpu().double())
-    if arr.ndim == 2:
-        arr = arr[None]
-    stats = None
-    if sample_stats:
-        stats = {}
-        for k, v in sample_stats.items():
-            a = np.asarray(torch.as_tensor(v).detach().cpu())
-            stats[k] = a[None] if a.ndim == 1 else a
-    return az.from_dict(
-        posterior={"phi": arr},
-        sample_stats=stats,
-        coords={"phi_dim": list(names)},
-        dims={"phi": ["phi_dim"]},
-        attrs=attrs or {},
-    )
-
-
-@dataclass
-class DesignResult:
-    """The outcome of :func:`infer_design`.
-
-    Attributes:
-        method: ``"sga" | "svi" | "nuts" | "flow"``.
-        target: the target it designed for.
-        phi_star: Tensor (d_φ,), the design (see module docstring for each method's choice).
-        samples: Tensor (S, d_φ): posterior draws (all chains concatenated) or SGA restart end
-        points.
-        idata: ``arviz.InferenceData`` (posterior ``phi`` with dim ``phi_dim``;
-        ``sample_stats`` where
-            they exist: ``diverging`` for NUTS, ``log_weight`` for SVI/flow, ``objective`` for SGA).
-        probability, probability_se: model-predicted objective at φ* and its Monte Carlo
-        standard error.
-        objective: ``"probability" | "expected_utility" | "kl"``.
-        diagnostics: dict (NUTS: ``r_hat``, ``ess_bulk``, ``ess_tail``, ``divergences``,
-        ``ess_per_s``;
-            SVI/flow: ``khat``, ``final_elbo``; SGA: ``restart_objectives``).
-        history: dict (SGA: per-epoch objectives and learning rates; SVI/flow: ``elbo`` trace).
-        wall_time: seconds for the whole call (fit, sampling and φ* evaluation).
-        phi_names: names of the φ components.
-        options: the options used.
-
-    Example::
-
-        >>> from torch.distributions import Independent, Normal
-        >>> from psppyro.design import Box
-        >>> class M:
-        ...     phi_bounds = torch.tensor([[-3.0, 3.0]]); latent_dim = 1
-        ...     def property_dist(self, phi, z):
-        ...         return Independent(Normal(phi + 0.3 * z, 0.3), 1)
-        >>> res = infer_design(M(), Box([0.9], [1.1]), "sga", num_z=500, epochs=3, restarts=2)
-        >>> "phi_star" in res.summary()
-        True
-    """
-
-    method: str
-    target: object
-    phi_star: torch.Tensor
-    samples: torch.Tensor
-    idata: object
-    probability: float
-    probability_se: float
-    objective: str
-    diagnostics: dict = field(default_factory=dict)
-    history: dict = field(default_factory=dict)
-    wall_time: float = 0.0
-    phi_names: list = field(default_factory=list)
-    options: dict = field(default_factory=dict)
-
-    def summary(self):
-        """A readable multi-line summary (φ*, objective ± SE, posterior quantiles, diagnostics)."""
-        lines = [f"DesignResult(method={self.method!r}, target={self.target!r})"]
-        phi = ", ".join(f"{n}={float(v):.4g}" for n, v in zip(self.phi_names, self.phi_star))
-        lines.append(f"  phi_star: {phi}")
-        lines.append(
-            f"  {self.objective} at phi_star (model): {self.probability:.4g} "
-            f"± {self.probability_se:.2g} (MC s.e.)"
-        )
-        if self.samples is not None and self.samples.shape[0] > 1:
-            q = torch.quantile(
-                self.samples.double(), torch.tensor([0.05, 0.5, 0.95]).double(), dim=0
-            )
-            kind = "restart end points" if self.method == "sga" else "posterior"
-            lines.append(f"  {kind} ({self.samples.shape[0]} draws): 5% / 50% / 95%")
-            for i, n in enumerate(self.phi_names):
-                lines.append(f"    {n}: {q[0, i]:.4g} / {q[1, i]:.4g} / {q[2, i]:.4g}")
-        for k, v in self.diagnostics.items():
-            if isinstance(v, (list, tuple)):
-                v = "[" + ", ".join(f"{float(x):.3g}" for x in v) + "]"
-            elif isinstance(v, float):
-                v = f"{v:.4g}"
-            lines.append(f"  {k}: {v}")
-        lines.append(f"  wall time: {self.wall_time:.2f} s")
-        return "\n".join(lines)
-
-    def __repr__(self):
-        return (
-            f"DesignResult(method={self.method!r}, "
-            f"phi_star={[round(float(v), 4) for v in self.phi_star]}, "
-            f"{self.objective}={self.probability:.4g}±{self.probability_se:.2g})"
-        )
-
-
-_OPTION_KEYS = {
-    "sga": {
-        "num_z",
-        "batch_size",
-        "lr",
-        "decay",
-        "patience",
-        "epochs",
-        "restarts",
-        "init",
-        "num_target_samples",
-        "target_batch_size",
-        "o2_eval_samples",
-        "eval_batch_size",
-    },
-    "svi": {"num_steps", "lr", "rank", "num_particles", "num_samples", "num_pseudo_data"},
-    "nuts": {
-        "num_samples",
-        "warmup_steps",
-        "num_chains",
-        "target_accept_prob",
-        "max_tree_depth",
-        "full_mass",
-        "num_pseudo_data",
-    },
-    "flow": {
-        "flow",
-        "num_steps",
-        "lr",
-        "transforms",
-        "hidden_features",
-        "passes",
-        "num_particles",
-        "num_samples",
-        "num_pseudo_data",
-    },
-}
-_COMMON_KEYS = {"num_eval_samples", "point", "num_candidates", "progress"}
-
-
-def _choose_point(model, target, samples, point, num_candidates, num_eval_samples, seed):
+def _choose_point(cm, target, samples, point, num_candidates, num_eval_samples, seed):
     if point == "mean":
         return samples.mean(0)
     if point == "median":
         return samples.median(0).values
     idx = torch.linspace(0, samples.shape[0] - 1, min(num_candidates, samples.shape[0])).long()
     cand = samples[idx]
-    value, _ = estimate_objective(model, target, cand, num_eval_samples, seed=derive_seed(seed, 30))
-    best = int(torch.argmin(value)) if objective_name(target) == "kl" else int(torch.argmax(value))
-    return cand[best]
+    value, _ = estimate_objective(cm, target, cand, num_eval_samples, seed=derive_seed(seed, 30))
+    return cand[target.best_index(value)]
 
 
 @contextmanager
@@ -244,33 +88,96 @@ def _frozen(model):
         model.train(was_training)
 
 
-def infer_design(model, target, method="sga", seed=0, **options):
-    """Design processing parameters φ for ``target`` with ``method``.
+def _check_output(method, out, cm):
+    if not isinstance(out, MethodOutput):
+        raise TypeError(
+            f"the runner of method {method!r} must return a psppyro.design.MethodOutput, got "
+            f"{type(out).__name__}"
+        )
+    if out.samples is None and out.phi_star is None:
+        raise ValueError(f"method {method!r} returned neither samples nor phi_star")
+    if out.samples is not None and (out.samples.dim() != 3 or out.samples.shape[-1] != cm.d_phi):
+        raise ValueError(
+            f"method {method!r} returned samples of shape {tuple(out.samples.shape)}; expected "
+            f"(chains, draws, {cm.d_phi})"
+        )
+    if out.phi_star is not None and tuple(out.phi_star.shape) != (cm.d_phi,):
+        raise ValueError(
+            f"method {method!r} returned phi_star of shape {tuple(out.phi_star.shape)}; expected "
+            f"({cm.d_phi},)"
+        )
+
+
+def _build_idata(out, names, attrs):
+    az = import_arviz()
+    idata = None
+    if out.samples is not None:
+        stats = {k: v for k, v in out.sample_stats.items()}
+        if out.log_weights is not None:
+            stats["log_weight"] = out.log_weights
+        idata = to_inference_data(out.samples, names, sample_stats=stats or None, attrs=attrs)
+    if out.endpoints is not None:
+        idata = idata if idata is not None else az.InferenceData()
+        data = {"phi": (("restart", "phi_dim"), out.endpoints)}
+        if out.endpoint_objective is not None:
+            data["log_objective"] = (("restart",), out.endpoint_objective)
+        hist = out.history.get("objective")
+        if hist is not None:
+            data["log_objective_history"] = (("epoch", "restart"), torch.tensor(hist))
+        add_group(
+            idata,
+            "optimization",
+            data,
+            coords={"phi_dim": list(names), "restart": list(range(out.endpoints.shape[0]))},
+            attrs=attrs,
+        )
+    return idata
+
+
+def infer_design(
+    model,
+    target,
+    method: str = "sga",
+    seed: int = 0,
+    *,
+    point: str = "mean",
+    num_eval_samples: int = 10000,
+    num_candidates: int = 64,
+    progress: bool | None = None,
+    **options,
+) -> DesignResult:
+    """Design processing parameters φ for ``target`` with a registered ``method``.
 
     Args:
         model: any object with the design protocol (``phi_bounds``, ``latent_dim``,
             ``property_dist(phi, z)``; optional ``phi_prior``, ``phi_names``) — see
-            :mod:`psppyro.design.objectives`.
+            :mod:`psppyro.design.protocol`.
         target: :class:`~psppyro.design.Box`, :class:`~psppyro.design.TargetValue` or
             :class:`~psppyro.design.TargetDensity`.
-        method: ``"sga"`` (default), ``"svi"``, ``"nuts"`` or ``"flow"``.
-        seed: non-negative int; the result is reproducible given it.
-        **options: method options (see :func:`~psppyro.design.sga.run_sga`,
-            :func:`~psppyro.design.posterior.run_svi`, :func:`~psppyro.design.posterior.run_nuts`,
-            :func:`~psppyro.design.posterior.run_flow`) plus ``num_eval_samples`` (z draws for the
-            φ* objective, default 10 000), ``point`` (``"mean" | "median" | "best"``, posterior
-            methods),
-            ``num_candidates`` (for ``"best"``, default 64) and ``progress`` (tqdm bars).
+        method: a registered method name: ``"sga"`` (default), ``"svi"``, ``"nuts"``, ``"flow"``
+            or one added with :func:`~psppyro.design.register_method`.
+        seed: non-negative integer; the result is reproducible given it.
+        point: ``"mean" | "median" | "best"``, how φ* is taken from posterior draws.
+        num_eval_samples: z draws for the objective at φ* (and for ``point="best"``).
+        num_candidates: posterior draws compared by ``point="best"``.
+        progress: tqdm bars; None (default): only when stderr is a terminal.
+        **options: the method's options (``method_options(method)`` lists them with defaults;
+            see :func:`~psppyro.design.sga.run_sga`, :func:`~psppyro.design.svi.run_svi`,
+            :func:`~psppyro.design.nuts.run_nuts`, :func:`~psppyro.design.flow.run_flow`).
 
     Returns:
-        :class:`DesignResult`.
+        :class:`~psppyro.design.DesignResult`.
 
     Raises:
-        ValueError: unknown method, unknown option for the method, target dimension ≠ the
-        model's d_m,
-            a method/target combination without a valid formulation (NUTS with a Monte Carlo
-            utility).
-        TypeError: ``model`` lacks the protocol or ``target`` is not a design target.
+        ValueError: unknown method, unknown option for the method (the message lists its
+            options), a bad option value, target dimension ≠ the model's d_m, a model that fails
+            the batched probe, a method/target combination without a valid formulation (NUTS with
+            a Monte Carlo utility).
+        TypeError: ``model`` lacks the protocol, ``target`` is not a design target, or an option
+            has the wrong type.
+
+    Warns:
+        DesignWarning: PSIS k̂ > 0.7, R̂ > 1.01, divergences, or an unreachable target.
 
     Example::
 
@@ -284,105 +191,76 @@ def infer_design(model, target, method="sga", seed=0, **options):
         >>> abs(float(res.phi_star[0]) - 1.0) < 0.1
         True
     """
-    with _frozen(model):
-        return _infer_design(model, target, method, seed, options)
-
-
-def _infer_design(model, target, method, seed, options):
     t0 = time.perf_counter()
-    check_choice("method", method, METHODS)
+    spec = get_method(method)
     target = as_target(target)
-    bounds, latent_dim = check_model(model)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-    unknown = set(options) - _OPTION_KEYS[method] - _COMMON_KEYS
+    seed = check_seed("seed", seed)
+    unknown = sorted(set(options) - set(spec.options))
     if unknown:
+        allowed = ", ".join(f"{k}={v!r}" for k, v in spec.options.items()) or "(none)"
         raise ValueError(
-            f"unknown option(s) {sorted(unknown)} for method={method!r}; allowed: "
-            f"{sorted(_OPTION_KEYS[method] | _COMMON_KEYS)}"
+            f"unknown option(s) {unknown} for method={method!r}; its options are: {allowed}; "
+            f"infer_design's own: {', '.join(RESERVED[3:])}"
         )
-    # Probe the model once: event shape must match the target's d_m.
-    with torch.no_grad():
-        probe = model.property_dist(
-            bounds.nan_to_num(0.0, 0.0, 0.0).mean(-1).clamp(bounds[:, 0], bounds[:, 1]),
-            torch.zeros(latent_dim, dtype=bounds.dtype, device=bounds.device),
-        )
-    if not isinstance(probe, torch.distributions.Distribution):
-        raise TypeError(
-            f"model.property_dist must return a torch.distributions.Distribution, got "
-            f"{type(probe).__name__}"
-        )
-    if tuple(probe.event_shape) != (target.dim,):
-        raise ValueError(
-            f"target has d_m={target.dim} but model.property_dist has event shape "
-            f"{tuple(probe.event_shape)}"
-        )
-    num_eval = int(options.pop("num_eval_samples", 10000))
-    point = options.pop("point", "mean")
     check_choice("point", point, ("mean", "median", "best"))
-    num_candidates = int(options.pop("num_candidates", 64))
-    progress = bool(options.pop("progress", False))
-    names = phi_names(model)
-    diagnostics, history = {}, {}
-    attrs = {"method": method, "target": repr(target), "seed": seed}
-
-    if method == "sga":
-        out = run_sga(model, target, seed=seed, progress=progress, **options)
-        phi_star = out["phi_star"]
-        samples = out["endpoints"]
-        history = out["history"]
-        diagnostics["restart_objectives"] = out["objective"].tolist()
-        idata = to_inference_data(
-            samples, names, sample_stats={"objective": out["objective"]}, attrs=attrs
+    num_eval_samples = check_int("num_eval_samples", num_eval_samples)
+    num_candidates = check_int("num_candidates", num_candidates)
+    if progress is None:
+        progress = bool(getattr(sys.stderr, "isatty", lambda: False)())
+    elif not isinstance(progress, bool):
+        raise TypeError(f"progress must be True, False or None, got {progress!r}")
+    with _frozen(model):
+        cm = validate_model(model, target)
+        out = spec.runner(cm, target, seed=seed, progress=progress, **options)
+        _check_output(method, out, cm)
+        diagnostics = dict(out.diagnostics)
+        if out.log_weights is not None:
+            diagnostics["khat"] = psis_khat(out.log_weights)
+        samples = None
+        if out.samples is not None:
+            samples = out.samples.detach().reshape(-1, cm.d_phi)
+        if out.phi_star is not None:
+            phi_star = out.phi_star.detach()
+        else:
+            phi_star = _choose_point(
+                cm, target, samples, point, num_candidates, num_eval_samples, seed
+            )
+        value, se = estimate_objective(
+            cm, target, phi_star, num_eval_samples, seed=derive_seed(seed, 40)
         )
-    elif method == "nuts":
-        out = run_nuts(model, target, seed=seed, progress=progress, **options)
-        chains = out["samples"]
-        samples = chains.reshape(-1, chains.shape[-1])
-        idata = to_inference_data(
-            chains, names, sample_stats={"diverging": out["diverging"]}, attrs=attrs
-        )
-        az = import_arviz()
-        ess_bulk = az.ess(idata, var_names=["phi"])["phi"].values
-        diagnostics.update(
-            # split-R̂ needs ≥ 2 chains (ArviZ only warns otherwise): NaN with a single chain.
-            r_hat=(
-                az.rhat(idata, var_names=["phi"])["phi"].values.tolist()
-                if chains.shape[0] > 1
-                else [float("nan")] * chains.shape[-1]
-            ),
-            ess_bulk=ess_bulk.tolist(),
-            ess_tail=az.ess(idata, var_names=["phi"], method="tail")["phi"].values.tolist(),
-            divergences=int(out["diverging"].sum()),
-            accept_rate=out["accept_rate"],
-            sampling_time=out["sampling_time"],
-            ess_per_s=float(np.min(ess_bulk)) / out["sampling_time"],
-        )
-        phi_star = _choose_point(model, target, samples, point, num_candidates, num_eval, seed)
-    else:
-        runner = run_svi if method == "svi" else run_flow
-        out = runner(model, target, seed=seed, progress=progress, **options)
-        samples = out["samples"]
-        history = {"elbo": out["elbo"]}
-        diagnostics.update(khat=out["khat"], final_elbo=float(np.mean(out["elbo"][-50:])))
-        idata = to_inference_data(
-            samples, names, sample_stats={"log_weight": out["log_weights"]}, attrs=attrs
-        )
-        phi_star = _choose_point(model, target, samples, point, num_candidates, num_eval, seed)
-
-    value, se = estimate_objective(model, target, phi_star, num_eval, seed=derive_seed(seed, 40))
-    return DesignResult(
+    value, se = float(value), float(se)
+    messages = judge(diagnostics, target, value, se, method)
+    attrs = {
+        "psppyro_method": method,
+        "psppyro_seed": seed,
+        "psppyro_target": json.dumps(to_json_value(target.config())),
+        "psppyro_objective_name": target.objective_name,
+        "psppyro_objective": value,
+        "psppyro_objective_se": se,
+        "psppyro_phi_star": json.dumps(to_json_value(phi_star)),
+    }
+    idata = _build_idata(out, cm.names, attrs)
+    used = {k: v for k, v in spec.options.items()}
+    used.update(options)
+    used.update(point=point, num_eval_samples=num_eval_samples, num_candidates=num_candidates)
+    result = DesignResult(
         method=method,
         target=target,
-        phi_star=phi_star.detach(),
-        samples=samples.detach(),
+        phi_star=phi_star,
+        objective=value,
+        objective_se=se,
+        objective_name=target.objective_name,
+        samples=samples,
+        endpoints=None if out.endpoints is None else out.endpoints.detach(),
         idata=idata,
-        probability=float(value),
-        probability_se=float(se),
-        objective=objective_name(target),
         diagnostics=diagnostics,
-        history=history,
+        history=out.history,
+        warnings=messages,
         wall_time=time.perf_counter() - t0,
-        phi_names=names,
-        options=dict(options, point=point, num_eval_samples=num_eval),
+        phi_names=list(cm.names),
+        options=used,
+        seed=seed,
+        extras=out.extras,
     )
+    warn_all(messages)
+    return result

@@ -42,49 +42,37 @@ with its
   here adds it for Pyro's validation.)
 
 After fitting a guide, ``num_samples`` guide draws are scored against the model: log w = log p
-− log q.
-Their Pareto-smoothed k̂ (``arviz.psislw``) is the guide-quality diagnostic; the draws themselves are
-the returned posterior samples (unweighted: they are samples of q).
+− log q. Their Pareto-smoothed k̂ (:func:`~psppyro.design.arviz_io.psis_khat`) is the guide-quality
+diagnostic (``infer_design`` warns when k̂ > 0.7); the draws themselves are the returned posterior
+samples (unweighted: they are samples of q).
+
+This module holds what the three posterior methods share (the Pyro model, ELBO fitting, guide
+scoring); each method is one module with one registered runner: :mod:`.svi`, :mod:`.nuts`,
+:mod:`.flow`.
 """
 
 from __future__ import annotations
 
-import math
-import time
-import warnings
-
 import pyro
-import pyro.distributions as pdist
 import torch
-from pyro.contrib.zuko import ZukoToPyro
 from pyro.infer.importance import vectorized_importance_weights
-from torch.distributions import biject_to, constraints
 
-from .._random import derive_seed
-from .._validation import check_choice, check_positive
-from .objectives import _check_int, check_model, phi_prior, sample_latents
-from .targets import TargetDensity, _diag_normal
+from .._validation import check_int, check_positive
+from .protocol import as_checked
+from .targets import as_target
 
-__all__ = ["design_model", "import_arviz", "run_flow", "run_nuts", "run_svi"]
-
-
-def import_arviz():
-    """Import arviz without its import-time FutureWarning banner."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        import arviz
-
-    return arviz
+__all__ = ["check_guide_options", "design_model", "fit_elbo", "score_guide"]
 
 
 def design_model(model, target, num_pseudo_data=20, seed=0):
     """The Pyro model of posterior design (module docstring) — a callable with no arguments.
 
     Sites: ``phi`` (d_φ,), ``z`` (latent_dim,) — or (N, latent_dim) inside plate ``data`` for O2 —
-    and the factor ``target`` (O1) or observed ``m`` (O2).
+    and the factor ``target`` (O1) or observed ``m`` (O2); built by ``target.pyro_model``.
 
     Args:
-        model: design-protocol model; target: Box, TargetValue or TargetDensity.
+        model: design-protocol model (or a ``CheckedModel``); target: Box, TargetValue or
+            TargetDensity.
         num_pseudo_data: N, target draws conditioned on for O2.
         seed: seed of the O2 pseudo-data draw.
 
@@ -103,34 +91,27 @@ def design_model(model, target, num_pseudo_data=20, seed=0):
         >>> sorted(n for n in tr.nodes if n in ("phi", "z", "target"))
         ['phi', 'target', 'z']
     """
-    bounds, latent_dim = check_model(model)
-    prior = phi_prior(model)
-    zeros = torch.zeros(latent_dim, dtype=bounds.dtype, device=bounds.device)
-    if isinstance(target, TargetDensity):
-        n = _check_int("num_pseudo_data", num_pseudo_data)
-        m_data = target.sample(n, seed=derive_seed(seed, 3)).to(bounds)
-
-        def o2_model():
-            phi = pyro.sample("phi", prior)
-            with pyro.plate("data", n):
-                z = pyro.sample("z", pdist.Normal(zeros, 1.0).to_event(1))
-                pyro.sample("m", model.property_dist(phi, z), obs=m_data)
-
-        return o2_model
-
-    def o1_model():
-        phi = pyro.sample("phi", prior)
-        if latent_dim > 0:
-            z = pyro.sample("z", pdist.Normal(zeros, 1.0).to_event(1))
-        else:
-            z = zeros
-        pyro.factor("target", target.log_utility(model.property_dist(phi, z)))
-
-    return o1_model
+    target = as_target(target)
+    return target.pyro_model(as_checked(model, target), num_pseudo_data, seed)
 
 
-def _score_guide(pyro_model, guide, num_samples):
-    """Draw from the guide and score against the model: (phi (S, d), log_w (S,)), vectorized."""
+def score_guide(pyro_model, guide, num_samples):
+    """Draw from the guide and score against the model: (phi (S, d), log_w (S,)), vectorized.
+
+    Example::
+
+        >>> from torch.distributions import Independent, Normal
+        >>> from psppyro.design import Box
+        >>> class M:
+        ...     phi_bounds = torch.tensor([[-3.0, 3.0]]); latent_dim = 1
+        ...     def property_dist(self, phi, z):
+        ...         return Independent(Normal(phi + z, 0.5), 1)
+        >>> pm = design_model(M(), Box([0.0], [1.0]))
+        >>> guide = pyro.infer.autoguide.AutoNormal(pm)
+        >>> phi, log_w = score_guide(pm, guide, 8)
+        >>> (tuple(phi.shape), tuple(log_w.shape))
+        ((8, 1), (8,))
+    """
     with torch.no_grad():
         log_w, _, g_tr = vectorized_importance_weights(
             pyro_model, guide, num_samples=num_samples, max_plate_nesting=1
@@ -139,325 +120,56 @@ def _score_guide(pyro_model, guide, num_samples):
     return phi.reshape(num_samples, phi.shape[-1]), log_w.detach().double().reshape(num_samples)
 
 
-def _psis_khat(log_w):
-    az = import_arviz()
-    lw = log_w.numpy().astype("float64")
-    if not (lw == lw).all() or not math.isfinite(float(lw.max())):
-        return float("inf")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        _, khat = az.psislw(lw - lw.max())
-    return float(khat)
+def fit_elbo(pyro_model, guide, num_steps, lr, num_particles, progress, desc):
+    """Fit ``guide`` with ``Trace_ELBO`` (vectorized particles) and Adam; return the ELBO trace.
 
+    Example::
 
-def _fit(pyro_model, guide, num_steps, lr, num_particles, progress, desc):
+        >>> from torch.distributions import Independent, Normal
+        >>> from psppyro.design import Box
+        >>> class M:
+        ...     phi_bounds = torch.tensor([[-3.0, 3.0]]); latent_dim = 1
+        ...     def property_dist(self, phi, z):
+        ...         return Independent(Normal(phi + z, 0.5), 1)
+        >>> pm = design_model(M(), Box([0.0], [1.0]))
+        >>> len(fit_elbo(pm, pyro.infer.autoguide.AutoNormal(pm), 5, 0.01, 2, False, "svi"))
+        5
+    """
     optim = pyro.optim.Adam({"lr": lr})
     loss = pyro.infer.Trace_ELBO(
         num_particles=num_particles, vectorize_particles=True, max_plate_nesting=1
     )
     svi = pyro.infer.SVI(pyro_model, guide, optim, loss)
-    steps = range(num_steps)
+    bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        steps = tqdm(steps, desc=desc, unit="step")
+        bar = tqdm(total=num_steps, desc=desc, unit="step")
     elbo = []
-    for _ in steps:
-        elbo.append(-float(svi.step()))
+    try:
+        for i in range(num_steps):
+            elbo.append(-float(svi.step()))
+            if bar is not None:
+                bar.update(1)
+                if i % 50 == 0:
+                    bar.set_postfix(elbo=f"{elbo[-1]:.4g}")
+    finally:
+        if bar is not None:
+            bar.close()
     return elbo
 
 
-def _check_common(num_steps, lr, num_particles, num_samples):
-    _check_int("num_steps", num_steps)
+def check_guide_options(num_steps, lr, num_particles, num_samples, num_pseudo_data):
+    """Validate the options SVI and the flow share; return the integers.
+
+    Example::
+
+        >>> check_guide_options(10, 0.01, 2, 5, 20)
+        (10, 2, 5, 20)
+    """
+    num_steps = check_int("num_steps", num_steps)
     check_positive("lr", lr)
-    _check_int("num_particles", num_particles)
-    _check_int("num_samples", num_samples, minimum=2)
-
-
-def run_svi(
-    model,
-    target,
-    seed=0,
-    num_steps=2000,
-    lr=0.01,
-    rank=None,
-    num_particles=4,
-    num_samples=1000,
-    num_pseudo_data=20,
-    progress=False,
-):
-    """SVI with an ``AutoLowRankMultivariateNormal`` guide; returns samples, ELBO trace and k̂.
-
-    Args:
-        model, target: as for :func:`design_model`.
-        seed: int seed. num_steps, lr: Adam steps and learning rate. rank: low-rank size (default
-            Pyro's ≈ √D). num_particles: ELBO particles per step. num_samples: guide draws returned.
-        num_pseudo_data: N for O2. progress: tqdm bar.
-
-    Returns:
-        dict with ``samples`` (S, d_φ), ``log_weights`` (S,), ``elbo`` (list), ``khat``, ``guide``.
-
-    Example::
-
-        >>> from torch.distributions import Independent, Normal
-        >>> from psppyro.design import Box
-        >>> class M:
-        ...     phi_bounds = torch.tensor([[-3.0, 3.0]]); latent_dim = 1
-        ...     def property_dist(self, phi, z):
-        ...         return Independent(Normal(phi + 0.3 * z, 0.3), 1)
-        >>> out = run_svi(M(), Box([0.5], [1.5]), num_steps=300, lr=0.05, num_samples=50)
-        >>> out["samples"].shape
-        torch.Size([50, 1])
-    """
-    _check_common(num_steps, lr, num_particles, num_samples)
-    if rank is not None:
-        rank = _check_int("rank", rank)
-    pyro_model = design_model(model, target, num_pseudo_data, seed)
-    with torch.random.fork_rng(devices=[]), pyro.get_param_store().scope():
-        torch.manual_seed(derive_seed(seed, 10))
-        guide = pyro.infer.autoguide.AutoLowRankMultivariateNormal(
-            pyro_model, rank=rank, init_loc_fn=pyro.infer.autoguide.init_to_median
-        )
-        elbo = _fit(pyro_model, guide, num_steps, lr, num_particles, progress, "svi")
-        samples, log_w = _score_guide(pyro_model, guide, num_samples)
-    return {
-        "samples": samples,
-        "log_weights": log_w,
-        "elbo": elbo,
-        "khat": _psis_khat(log_w),
-        "guide": guide,
-    }
-
-
-class _ZukoDistribution(ZukoToPyro):
-    """``ZukoToPyro`` with a ``support`` (for Pyro's validation) and ``expand`` (for plates:
-    vectorized
-    ELBO particles and importance sampling draw ``batch_shape`` flow samples at once)."""
-
-    support = constraints.real_vector
-
-    def __init__(self, dist, batch_shape=()):
-        super().__init__(dist)
-        self._expanded = torch.Size(batch_shape)
-
-    @property
-    def batch_shape(self):
-        return self._expanded
-
-    def expand(self, batch_shape, _instance=None):
-        return _ZukoDistribution(self.dist, batch_shape)
-
-    def __call__(self, shape=()):
-        return super().__call__(torch.Size(shape) + self._expanded)
-
-
-_FLOWS = ("nsf", "maf", "cnf")
-
-
-def _make_flow(kind, features, transforms, hidden_features, passes):
-    import zuko
-
-    hidden = tuple(hidden_features)
-    if kind == "nsf":
-        return zuko.flows.NSF(
-            features, transforms=transforms, hidden_features=hidden, passes=passes
-        )
-    if kind == "maf":
-        return zuko.flows.MAF(
-            features, transforms=transforms, hidden_features=hidden, passes=passes
-        )
-    return zuko.flows.CNF(features, hidden_features=hidden)
-
-
-def _flow_guide(model, target, flow, num_pseudo_data):
-    bounds, latent_dim = check_model(model)
-    d_phi = bounds.shape[0]
-    to_phi = biject_to(phi_prior(model).support)
-    o2 = isinstance(target, TargetDensity)
-
-    def guide():
-        pyro.module("design_flow", flow)
-        u = pyro.sample("_flow_latent", _ZukoDistribution(flow()), infer={"is_auxiliary": True})
-        u_phi = u[..., :d_phi]
-        phi = to_phi(u_phi)
-        ladj = to_phi.log_abs_det_jacobian(u_phi, phi)
-        pyro.sample("phi", pdist.Delta(phi, log_density=-ladj, event_dim=1))
-        if latent_dim == 0:
-            return
-        if o2:
-            # u is (D,) or, under the particle plate left of plate "data", (P, 1, D) -> z (P,
-            # N, d_z).
-            lead = u.shape[:-1]
-            if len(lead) and lead[-1] == 1:
-                lead = lead[:-1]
-            z = u[..., d_phi:].reshape(lead + (num_pseudo_data, latent_dim))
-            with pyro.plate("data", num_pseudo_data):
-                pyro.sample("z", pdist.Delta(z, event_dim=1))
-        else:
-            pyro.sample("z", pdist.Delta(u[..., d_phi:], event_dim=1))
-
-    return guide
-
-
-def run_flow(
-    model,
-    target,
-    seed=0,
-    flow="nsf",
-    num_steps=2000,
-    lr=0.005,
-    transforms=3,
-    hidden_features=(64, 64),
-    passes=2,
-    num_particles=4,
-    num_samples=1000,
-    num_pseudo_data=20,
-    progress=False,
-):
-    """SVI with a zuko normalizing-flow guide over (φ, z); returns samples, ELBO trace and k̂.
-
-    Args:
-        model, target: as for :func:`design_model`.
-        seed: int seed. flow: ``"nsf"`` (neural spline flow, default), ``"maf"`` or ``"cnf"``.
-        num_steps, lr: Adam steps and learning rate. transforms, hidden_features: flow size
-        (CNF ignores
-            ``transforms``). passes: sequential passes of each autoregressive transform's inverse
-            (2 = coupling layers, default: sampling — needed at every ELBO step — costs 2 network
-            calls instead of D; ``None`` = fully autoregressive, more expressive, D× slower to
-            sample). num_particles: ELBO particles. num_samples: guide draws returned.
-        num_pseudo_data: N for O2. progress: tqdm bar.
-
-    Returns:
-        dict with ``samples`` (S, d_φ), ``log_weights`` (S,), ``elbo``, ``khat`` and ``flow``.
-
-    Raises:
-        ValueError: unknown ``flow``.
-
-    Example::
-
-        >>> from torch.distributions import Independent, Normal
-        >>> from psppyro.design import Box
-        >>> class M:
-        ...     phi_bounds = torch.tensor([[-3.0, 3.0]]); latent_dim = 1
-        ...     def property_dist(self, phi, z):
-        ...         return Independent(Normal(phi + 0.3 * z, 0.3), 1)
-        >>> out = run_flow(M(), Box([0.5], [1.5]), num_steps=50, num_samples=20)
-        >>> out["samples"].shape
-        torch.Size([20, 1])
-    """
-    check_choice("flow", flow, _FLOWS)
-    _check_common(num_steps, lr, num_particles, num_samples)
-    transforms = _check_int("transforms", transforms)
-    bounds, latent_dim = check_model(model)
-    n_z = latent_dim * (num_pseudo_data if isinstance(target, TargetDensity) else 1)
-    pyro_model = design_model(model, target, num_pseudo_data, seed)
-    with torch.random.fork_rng(devices=[]), pyro.get_param_store().scope():
-        torch.manual_seed(derive_seed(seed, 11))
-        net = _make_flow(flow, bounds.shape[0] + n_z, transforms, hidden_features, passes).to(
-            bounds
-        )
-        guide = _flow_guide(model, target, net, num_pseudo_data)
-        elbo = _fit(pyro_model, guide, num_steps, lr, num_particles, progress, f"flow ({flow})")
-        samples, log_w = _score_guide(pyro_model, guide, num_samples)
-    return {
-        "samples": samples,
-        "log_weights": log_w,
-        "elbo": elbo,
-        "khat": _psis_khat(log_w),
-        "flow": net,
-    }
-
-
-def run_nuts(
-    model,
-    target,
-    seed=0,
-    num_samples=500,
-    warmup_steps=500,
-    num_chains=2,
-    target_accept_prob=0.8,
-    max_tree_depth=10,
-    full_mass=False,
-    num_pseudo_data=20,
-    progress=False,
-):
-    """NUTS on the posterior-design model, chains run sequentially (module docstring).
-
-    Args:
-        model, target: as for :func:`design_model`.
-        seed: int seed (chain c uses ``derive_seed(seed, 20, c)``). num_samples, warmup_steps:
-        per chain.
-        num_chains: number of chains. target_accept_prob, max_tree_depth: NUTS settings.
-        full_mass: adapt a dense mass matrix (helps the strong φ–z correlations of the design
-            posterior: m depends on φ and z jointly), else a diagonal one.
-        num_pseudo_data: N for O2. progress: Pyro's progress bar.
-
-    Returns:
-        dict with ``samples`` (chains, draws, d_φ), ``diverging`` (chains, draws) bool,
-        ``accept_rate`` (chains,), ``sampling_time`` (s, sum over chains, warm-up included).
-
-    Raises:
-        ValueError: the O1 log utility has no closed form for this model/target (NUTS needs an
-            exact log density).
-
-    Example::
-
-        >>> from torch.distributions import Independent, Normal
-        >>> from psppyro.design import Box
-        >>> class M:
-        ...     phi_bounds = torch.tensor([[-3.0, 3.0]]); latent_dim = 1
-        ...     def property_dist(self, phi, z):
-        ...         return Independent(Normal(phi + 0.3 * z, 0.3), 1)
-        >>> out = run_nuts(M(), Box([0.5], [1.5]), num_samples=20, warmup_steps=20, num_chains=1)
-        >>> out["samples"].shape
-        torch.Size([1, 20, 1])
-    """
-    num_samples = _check_int("num_samples", num_samples)
-    warmup_steps = _check_int("warmup_steps", warmup_steps, minimum=0)
-    num_chains = _check_int("num_chains", num_chains)
-    _check_int("max_tree_depth", max_tree_depth)
-    bounds, latent_dim = check_model(model)
-    if not isinstance(target, TargetDensity):
-        phi0 = phi_prior(model).mean if getattr(model, "phi_prior", None) else bounds.mean(-1)
-        z0 = sample_latents(model, 1, torch.Generator().manual_seed(0), bounds)[0]
-        dist = model.property_dist(phi0, z0)
-        if getattr(target, "temperature", None) is not None or _diag_normal(dist) is None:
-            raise ValueError(
-                "method='nuts' needs an exact log utility: the target must be a Box without "
-                "temperature or a TargetValue, and model.property_dist must return "
-                f"Independent(Normal, 1); got {type(dist).__name__} for {target!r}"
-            )
-    pyro_model = design_model(model, target, num_pseudo_data, seed)
-    samples, diverging, accept = [], [], []
-    t0 = time.perf_counter()
-    for c in range(num_chains):
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(derive_seed(seed, 20, c))
-            kernel = pyro.infer.NUTS(
-                pyro_model,
-                target_accept_prob=target_accept_prob,
-                max_tree_depth=max_tree_depth,
-                full_mass=bool(full_mass),
-            )
-            mcmc = pyro.infer.MCMC(
-                kernel,
-                num_samples=num_samples,
-                warmup_steps=warmup_steps,
-                num_chains=1,
-                disable_progbar=not progress,
-            )
-            mcmc.run()
-        samples.append(mcmc.get_samples()["phi"].detach())
-        diag = mcmc.diagnostics()
-        div = torch.zeros(num_samples, dtype=torch.bool)
-        idx = diag.get("divergences", {}).get("chain 0", [])
-        if len(idx):
-            div[torch.as_tensor(list(idx), dtype=torch.long)] = True
-        diverging.append(div)
-        accept.append(float(diag.get("acceptance rate", {}).get("chain 0", float("nan"))))
-    return {
-        "samples": torch.stack(samples),
-        "diverging": torch.stack(diverging),
-        "accept_rate": accept,
-        "sampling_time": time.perf_counter() - t0,
-    }
+    num_particles = check_int("num_particles", num_particles)
+    num_samples = check_int("num_samples", num_samples, minimum=2)
+    num_pseudo_data = check_int("num_pseudo_data", num_pseudo_data)
+    return num_steps, num_particles, num_samples, num_pseudo_data

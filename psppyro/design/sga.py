@@ -23,11 +23,13 @@ full-sample objective wins, and its best epoch's φ is returned.
 ``phi_prior``).
 
 For O2 (:class:`~psppyro.design.TargetDensity`) the same loop minimizes the Monte Carlo KL
-(module :mod:`psppyro.design.objectives`): each step uses a batch of target draws and a batch
-of z; the
-epoch-end evaluation uses ``num_target_samples`` target draws and the first ``o2_eval_samples``
-of the
-M z draws (K × M log-densities would otherwise dominate the cost).
+(module :mod:`psppyro.design.objectives`): each step uses a batch of ``target_batch_size`` target
+draws and a batch of z; the epoch-end evaluation uses ``num_target_samples`` target draws and the
+first ``o2_eval_samples`` of the M z draws (K × M log-densities would otherwise dominate the cost).
+The loop never asks which target it has: it calls ``target.draws`` and ``target.score``.
+
+The restart end points are *not* posterior draws: :func:`~psppyro.design.infer_design` stores them
+in the ``optimization`` group of ``idata`` (see :mod:`psppyro.design.arviz_io`).
 """
 
 from __future__ import annotations
@@ -38,9 +40,16 @@ import torch
 from torch.distributions import biject_to, constraints
 
 from .._random import derive_seed, make_generator
-from .._validation import as_tensor, check_in_bounds, check_last_dim, check_positive
-from .objectives import _check_int, check_model, phi_prior, sample_latents
-from .targets import TargetDensity
+from .._validation import (
+    as_tensor,
+    check_in_bounds,
+    check_int,
+    check_last_dim,
+    check_positive,
+)
+from .protocol import as_checked
+from .registry import MethodOutput, register_method
+from .targets import as_target
 
 __all__ = ["phi_transform", "run_sga"]
 
@@ -55,6 +64,7 @@ def phi_transform(model):
         >>> float(t(torch.tensor([0.0])))
         5.0
     """
+    model = getattr(model, "model", model)  # a CheckedModel or the user's model
     bounds = torch.as_tensor(model.phi_bounds).to(torch.get_default_dtype())
     if getattr(model, "phi_prior", None) is not None:
         support = model.phi_prior.support
@@ -64,41 +74,44 @@ def phi_transform(model):
     return biject_to(constraints.independent(constraints.interval(bounds[:, 0], bounds[:, 1]), 1))
 
 
-def _log_objective_batch(model, target, phi, z, m_batch):
-    """Per-restart log objective on one batch: (R,) tensor (O1: log P̂; O2: −cross-entropy)."""
-    if isinstance(target, TargetDensity):
-        dist = model.property_dist(phi.unsqueeze(-2), z)  # batch (R, B)
-        lp = dist.log_prob(m_batch.reshape(-1, 1, 1, m_batch.shape[-1]))  # (K, R, B)
-        return (torch.logsumexp(lp, -1) - math.log(z.shape[0])).mean(0)
-    log_u = target.log_utility(model.property_dist(phi.unsqueeze(-2), z))  # (R, B)
-    return torch.logsumexp(log_u, -1) - math.log(z.shape[0])
-
-
-def _full_objective(model, target, phi, z_all, m_all, batch_size):
-    """The epoch-end objective over all draws, chunked, no gradient: (R,)."""
+def _full_objective(cm, target, phi, z_all, draws, batch_size):
+    """The epoch-end log objective over all draws, chunked, no gradient: (R,)."""
     with torch.no_grad():
-        if isinstance(target, TargetDensity):
-            acc = None
-            for start in range(0, z_all.shape[0], batch_size):
-                z = z_all[start : start + batch_size]
-                lp = model.property_dist(phi.unsqueeze(-2), z).log_prob(
-                    m_all.reshape(-1, 1, 1, m_all.shape[-1])
-                )
-                lp = torch.logsumexp(lp, -1)
-                acc = lp if acc is None else torch.logaddexp(acc, lp)
-            return (acc - math.log(z_all.shape[0])).mean(0)
         acc = None
         for start in range(0, z_all.shape[0], batch_size):
             z = z_all[start : start + batch_size]
-            lu = torch.logsumexp(target.log_utility(model.property_dist(phi.unsqueeze(-2), z)), -1)
-            acc = lu if acc is None else torch.logaddexp(acc, lu)
-        return acc - math.log(z_all.shape[0])
+            dist = cm.property_dist(phi.unsqueeze(-2), z)
+            lt = torch.logsumexp(target.log_terms(dist, draws), -1)
+            acc = lt if acc is None else torch.logaddexp(acc, lt)
+        return target.reduce(acc - math.log(z_all.shape[0]))
+
+
+def _initial_phi(cm, init, restarts, seed):
+    bounds, d_phi = cm.bounds, cm.d_phi
+    if init is None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(derive_seed(seed, 1))
+            return cm.prior.sample((restarts,)).to(bounds)
+    phi0 = as_tensor("init", init, dtype=bounds.dtype)
+    check_last_dim("init", phi0, d_phi)
+    phi0 = phi0.reshape(-1, d_phi)
+    if phi0.shape[0] != restarts:
+        raise ValueError(f"init must have {restarts} rows (one per restart), got {phi0.shape[0]}")
+    check_in_bounds("init", phi0, bounds)
+    # Start strictly inside the box so that the logit transform is finite.
+    span = bounds[:, 1] - bounds[:, 0]
+    finite = torch.isfinite(span)
+    eps = torch.where(finite, 1e-4 * span, torch.zeros_like(span))
+    lo = torch.where(finite, bounds[:, 0] + eps, phi0.new_full((d_phi,), -math.inf))
+    hi = torch.where(finite, bounds[:, 1] - eps, phi0.new_full((d_phi,), math.inf))
+    return torch.maximum(torch.minimum(phi0, hi), lo).to(bounds)
 
 
 def run_sga(
     model,
     target,
     seed=0,
+    progress=False,
     num_z=50000,
     batch_size=100,
     lr=0.2,
@@ -111,28 +124,30 @@ def run_sga(
     target_batch_size=100,
     o2_eval_samples=5000,
     eval_batch_size=5000,
-    progress=False,
 ):
-    """Run SGA; returns a dict with ``phi_star``, ``endpoints``, ``objective`` and ``history``.
+    """PSP-GEN's stochastic gradient ascent on log P̂(φ) (or −KL for O2), vectorized restarts.
 
     Most users call :func:`psppyro.design.infer_design` with ``method="sga"`` instead.
 
     Args:
-        model: design-protocol model; target: Box, TargetValue or TargetDensity.
-        seed: int seed (initial points, z draws, batch order).
-        num_z: M, fixed z draws; batch_size: B; lr: Adam learning rate; decay: lr divisor on
-        plateau;
-        patience: stalled epochs before decay; epochs: number of epochs; restarts: parallel
-        restarts.
+        model: design-protocol model (or a ``CheckedModel``); target: Box, TargetValue or
+            TargetDensity.
+        seed: int seed (initial points, z draws, batch order). progress: tqdm bar over steps.
+        num_z: M, fixed z draws. batch_size: B. lr: Adam learning rate. decay: lr divisor on
+            plateau. patience: stalled epochs before decay. epochs: number of epochs.
+            restarts: parallel restarts.
         init: optional initial φ, Tensor (restarts, d_φ) or (d_φ,), inside the bounds.
         num_target_samples, target_batch_size, o2_eval_samples: O2 only (module docstring).
         eval_batch_size: z draws per model call in the epoch-end evaluation.
-        progress: show a tqdm bar over epochs.
 
     Returns:
-        dict: ``phi_star`` (d_φ,), ``endpoints`` (restarts, d_φ) best φ of each restart,
-        ``objective`` (restarts,) their full-sample log objectives, ``best`` index, ``history``
-        (``objective`` and ``lr``: lists of per-restart lists per epoch).
+        :class:`~psppyro.design.registry.MethodOutput` with ``phi_star`` (d_φ,), ``endpoints``
+        (restarts, d_φ) the best φ of each restart, ``endpoint_objective`` (restarts,) their
+        full-sample log objectives and ``history`` (``objective`` and ``lr``: per-epoch lists of
+        per-restart values).
+
+    Raises:
+        ValueError: a bad option (named), ``init`` outside the bounds or of the wrong shape.
 
     Example::
 
@@ -143,100 +158,93 @@ def run_sga(
         ...     def property_dist(self, phi, z):
         ...         return Independent(Normal(phi + 0.3 * z, 0.3), 1)
         >>> out = run_sga(M(), Box([0.9], [1.1]), num_z=500, epochs=5, restarts=2)
-        >>> abs(float(out["phi_star"][0]) - 1.0) < 0.1
+        >>> abs(float(out.phi_star[0]) - 1.0) < 0.1
         True
     """
-    bounds, _ = check_model(model)
-    d_phi = bounds.shape[0]
-    num_z = _check_int("num_z", num_z)
-    batch_size = _check_int("batch_size", batch_size)
-    epochs = _check_int("epochs", epochs)
-    restarts = _check_int("restarts", restarts)
-    patience = _check_int("patience", patience)
-    eval_batch_size = _check_int("eval_batch_size", eval_batch_size)
+    target = as_target(target)
+    num_z = check_int("num_z", num_z)
+    batch_size = check_int("batch_size", batch_size)
+    epochs = check_int("epochs", epochs)
+    restarts = check_int("restarts", restarts)
+    patience = check_int("patience", patience)
+    eval_batch_size = check_int("eval_batch_size", eval_batch_size)
+    num_target_samples = check_int("num_target_samples", num_target_samples, minimum=2)
+    target_batch_size = check_int("target_batch_size", target_batch_size)
+    o2_eval_samples = check_int("o2_eval_samples", o2_eval_samples)
     check_positive("lr", lr)
     check_positive("decay", decay)
+    cm = as_checked(model, target)
+    phi0 = _initial_phi(cm, init, restarts, seed)
     g = make_generator(seed)
-    transform = phi_transform(model)
-    if init is None:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(derive_seed(seed, 1))
-            phi0 = phi_prior(model).sample((restarts,))
-    else:
-        phi0 = as_tensor("init", init, dtype=bounds.dtype)
-        check_last_dim("init", phi0, d_phi)
-        phi0 = phi0.reshape(-1, d_phi)
-        if phi0.shape[0] != restarts:
-            raise ValueError(
-                f"init must have {restarts} rows (one per restart), got {phi0.shape[0]}"
-            )
-        check_in_bounds("init", phi0, bounds)
-        # Start strictly inside the box so that the logit transform is finite.
-        span = bounds[:, 1] - bounds[:, 0]
-        finite = torch.isfinite(span)
-        eps = torch.where(finite, 1e-4 * span, torch.zeros_like(span))
-        lo = torch.where(finite, bounds[:, 0] + eps, phi0.new_full((d_phi,), -math.inf))
-        hi = torch.where(finite, bounds[:, 1] - eps, phi0.new_full((d_phi,), math.inf))
-        phi0 = torch.maximum(torch.minimum(phi0, hi), lo)
-    phi0 = phi0.to(bounds)
+    transform = phi_transform(cm)
     v = [transform.inv(phi0[r]).detach().clone().requires_grad_(True) for r in range(restarts)]
     lrs = [float(lr)] * restarts
     opt = torch.optim.Adam([{"params": [v_r], "lr": lrs[r]} for r, v_r in enumerate(v)])
 
-    z_all = sample_latents(model, num_z, g, bounds)
-    o2 = isinstance(target, TargetDensity)
-    if o2:
-        k = _check_int("num_target_samples", num_target_samples, minimum=2)
-        target_batch_size = _check_int("target_batch_size", target_batch_size)
-        m_all = target.sample(k, seed=derive_seed(seed, 2)).to(bounds)
-        z_eval = z_all[: _check_int("o2_eval_samples", o2_eval_samples)]
+    z_all = cm.sample_latents(num_z, g)
+    m_all = target.draws(num_target_samples, seed=derive_seed(seed, 2))
+    if m_all is None:
+        z_eval = z_all
     else:
-        m_all, z_eval = None, z_all
+        m_all = m_all.to(cm.bounds)
+        z_eval = z_all[:o2_eval_samples]
 
     def phi_of(vs):
         return transform(torch.stack(vs))
 
-    best = _full_objective(model, target, phi_of(v).detach(), z_eval, m_all, eval_batch_size)
+    best = _full_objective(cm, target, phi_of(v).detach(), z_eval, m_all, eval_batch_size)
     best_phi = phi_of(v).detach().clone()
     stalled = [0] * restarts
     history = {"objective": [best.tolist()], "lr": [list(lrs)]}
-    epoch_iter = range(epochs)
+    n_batches = math.ceil(num_z / batch_size)
+    bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        epoch_iter = tqdm(epoch_iter, desc="sga", unit="epoch")
-    for _ in epoch_iter:
-        perm = torch.randperm(num_z, generator=g)
-        for start in range(0, num_z, batch_size):
-            z = z_all[perm[start : start + batch_size].to(z_all.device)]
-            m_batch = None
-            if o2:
-                idx = torch.randint(0, m_all.shape[0], (target_batch_size,), generator=g)
-                m_batch = m_all[idx.to(m_all.device)]
-            obj = _log_objective_batch(model, target, phi_of(v), z, m_batch)
-            opt.zero_grad()
-            (-obj.sum()).backward()
-            opt.step()
-        phi_now = phi_of(v).detach()
-        full = _full_objective(model, target, phi_now, z_eval, m_all, eval_batch_size)
-        for r in range(restarts):
-            if bool(full[r] > best[r]):
-                best[r] = full[r]
-                best_phi[r] = phi_now[r]
-                stalled[r] = 0
-            else:
-                stalled[r] += 1
-                if stalled[r] >= patience:
-                    lrs[r] /= decay
-                    opt.param_groups[r]["lr"] = lrs[r]
+        bar = tqdm(total=epochs * n_batches, desc="sga", unit="step")
+    try:
+        for _ in range(epochs):
+            perm = torch.randperm(num_z, generator=g)
+            for start in range(0, num_z, batch_size):
+                z = z_all[perm[start : start + batch_size].to(z_all.device)]
+                m_batch = None
+                if m_all is not None:
+                    idx = torch.randint(0, m_all.shape[0], (target_batch_size,), generator=g)
+                    m_batch = m_all[idx.to(m_all.device)]
+                obj = target.score(cm.property_dist(phi_of(v).unsqueeze(-2), z), m_batch)
+                opt.zero_grad()
+                (-obj.sum()).backward()
+                opt.step()
+                if bar is not None:
+                    bar.update(1)
+            phi_now = phi_of(v).detach()
+            full = _full_objective(cm, target, phi_now, z_eval, m_all, eval_batch_size)
+            for r in range(restarts):
+                if bool(full[r] > best[r]):
+                    best[r] = full[r]
+                    best_phi[r] = phi_now[r]
                     stalled[r] = 0
-        history["objective"].append(full.tolist())
-        history["lr"].append(list(lrs))
+                else:
+                    stalled[r] += 1
+                    if stalled[r] >= patience:
+                        lrs[r] /= decay
+                        opt.param_groups[r]["lr"] = lrs[r]
+                        stalled[r] = 0
+            history["objective"].append(full.tolist())
+            history["lr"].append(list(lrs))
+            if bar is not None:
+                bar.set_postfix(best_log_objective=f"{float(best.max()):.4g}")
+    finally:
+        if bar is not None:
+            bar.close()
     i_best = int(torch.argmax(best))
-    return {
-        "phi_star": best_phi[i_best].clone(),
-        "endpoints": best_phi,
-        "objective": best,
-        "best": i_best,
-        "history": history,
-    }
+    return MethodOutput(
+        phi_star=best_phi[i_best].clone(),
+        endpoints=best_phi,
+        endpoint_objective=best,
+        history=history,
+        diagnostics={"restart_objectives": best.tolist(), "best_restart": i_best},
+    )
+
+
+register_method("sga", run_sga)

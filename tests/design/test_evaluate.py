@@ -112,7 +112,7 @@ def test_reference_map_matches_evaluate_and_table():
     assert float(ref.argmax()[0]) == pytest.approx(0.3)
 
     class R:  # a DesignResult-like row for the table
-        method, phi_star, probability, probability_se, wall_time = (
+        method, phi_star, objective, objective_se, wall_time = (
             "sga",
             torch.tensor([0.3]),
             0.5,

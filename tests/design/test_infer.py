@@ -68,7 +68,8 @@ def test_user_protocol_class_and_sga_finds_optimum():
     # Model-predicted P at φ* vs the closed form at the optimum (flat there: second order in the
     # φ error) within 4 Monte Carlo standard errors plus that second-order slack.
     assert abs(res.probability - p_true) < 4 * res.probability_se + 2e-3
-    assert res.objective == "probability" and res.method == "sga"
+    assert res.objective_name == "probability" and res.method == "sga"
+    assert res.probability == res.objective and res.probability_se == res.objective_se
     assert len(res.history["objective"]) == 7  # initial + one per epoch
     assert "alpha" in res.summary()
 
@@ -78,7 +79,8 @@ def test_sga_respects_bounds_when_optimum_outside():
     box = Box([4.8, -0.6], [5.2, -0.2])
     res = infer_design(LinearToy(), box, "sga", seed=1, num_z=1000, epochs=8, restarts=3)
     bounds = LinearToy.phi_bounds
-    assert bool(((res.samples >= bounds[:, 0]) & (res.samples <= bounds[:, 1])).all())
+    assert res.samples is None  # restart end points are not posterior draws
+    assert bool(((res.endpoints >= bounds[:, 0]) & (res.endpoints <= bounds[:, 1])).all())
     assert float(res.phi_star[0]) > 2.9
 
 
@@ -93,7 +95,7 @@ def test_sga_target_value_and_o2_known_minimizers():
         restarts=2,
     )
     assert torch.allclose(res.phi_star, PHI_OPT, atol=0.06)
-    assert res.objective == "expected_utility"
+    assert res.objective_name == "expected_utility"
     target = TargetDensity(MultivariateNormal(torch.tensor([0.6, -0.4]), S2 * torch.eye(2)))
     res = infer_design(
         LinearToy(),
@@ -110,11 +112,14 @@ def test_sga_target_value_and_o2_known_minimizers():
     # → 0.15 ≈ 4 s.e. after A⁻¹.
     assert torch.allclose(res.phi_star, PHI_OPT, atol=0.15), res.phi_star
     # KL at the optimum is 0; the estimate is biased high (module docstring) by O(1/M) and has
-    # outer s.e. probability_se.
+    # outer s.e. objective_se.
     assert (
-        res.objective == "kl"
-        and -4 * res.probability_se < res.probability < 0.05 + 4 * res.probability_se
+        res.objective_name == "kl"
+        and -4 * res.objective_se < res.objective < 0.05 + 4 * res.objective_se
     )
+    # A KL is not a probability: the O1-only name says so instead of returning it.
+    with pytest.raises(AttributeError, match="utility targets"):
+        _ = res.probability
 
 
 def _check_moments(samples, mean, sd, ess, bias_allowance):
@@ -204,6 +209,8 @@ def test_o2_posterior_concentrates_on_pseudo_data_mle():
     _check_moments(res.samples, mean, sd, ess=1000, bias_allowance=0.25)
 
 
+# 200 SVI steps: k-hat ≈ 0.74 (measured), judged as a DesignWarning; not what this test checks.
+@pytest.mark.filterwarnings("ignore::psppyro.design.DesignWarning")
 def test_point_choices_and_reproducibility():
     kw = dict(num_steps=200, lr=0.05, num_samples=200)
     a = infer_design(LinearToy(), BOX, "svi", seed=5, point="median", **kw)
@@ -387,6 +394,7 @@ def test_guides_long_run_importance_weighted_quantiles(method):
 
 
 @pytest.mark.parametrize("flow", ["maf", pytest.param("cnf", marks=pytest.mark.slow)])
+@pytest.mark.filterwarnings("ignore::psppyro.design.DesignWarning")  # 100 steps: k-hat ≈ 0.8
 def test_other_flows_learn(flow):
     res = infer_design(
         LinearToy(),

@@ -167,5 +167,6 @@ def test_target_density_checks():
     td = TargetDensity(MultivariateNormal(torch.zeros(2), torch.eye(2)))
     a, b = td.sample(5, seed=3), td.sample(5, seed=3)
     assert torch.equal(a, b) and a.shape == (5, 2)
-    with pytest.raises(TypeError, match="O2"):
-        td.log_utility(Independent(Normal(torch.zeros(2), 1.0), 1))
+    # O2 targets own their behaviour: no (raising) per-sample utility inherited from O1.
+    assert td.kind == "density" and td.objective_name == "kl" and td.direction == "minimize"
+    assert not hasattr(td, "log_utility") and not hasattr(td, "utility")

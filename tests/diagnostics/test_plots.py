@@ -67,10 +67,11 @@ def test_history_and_idata():
     res = infer_design(Toy(), Box([0.9, 0.9], [1.1, 1.1]), "sga", num_z=200, epochs=3, restarts=2)
     fig = plot_history(res)
     assert len(fig.axes[0].lines) == 2  # one line per restart
-    idata = to_inference_data(res.samples, res.phi_names)
+    idata = to_inference_data(res.endpoints, res.phi_names)
     assert list(idata.posterior["phi_dim"].values) == ["a", "b"]
-    assert dict(res.idata.posterior["phi"].sizes) == {"chain": 1, "draw": 2, "phi_dim": 2}
-    assert res.idata.sample_stats["objective"].shape == (1, 2)
+    # SGA's restart end points are not a posterior: they live in the "optimization" group.
+    assert dict(res.idata.optimization["phi"].sizes) == {"restart": 2, "phi_dim": 2}
+    assert res.idata.optimization["log_objective"].shape == (2,)
 
 
 def test_microstructure_gallery():
