@@ -178,6 +178,20 @@ def simulate_properties(
     return m.reshape(*batch, num_samples, m.shape[-1])
 
 
+def _resolve_process(process):
+    """A process preset name → ``psppyro.process.preset(name)``; a process object passes through."""
+    if isinstance(process, str):
+        from ..process import preset
+
+        return preset(process)
+    if not callable(getattr(process, "sample", None)):
+        raise TypeError(
+            "process must be a process preset name (e.g. 'pspgen36') or an object with "
+            f"sample(phi, num_samples=, seed=), got {type(process).__name__}"
+        )
+    return process
+
+
 def evaluate(
     phi,
     process,
@@ -193,9 +207,11 @@ def evaluate(
 
     Args:
         phi: Tensor (d_φ,) or (..., d_φ).
-        process: object with ``sample(phi, num_samples=, seed=)`` (e.g. ``pp.process.preset(...)``).
+        process: object with ``sample(phi, num_samples=, seed=)`` (e.g. ``pp.process.preset(...)``),
+            or a process preset name such as ``"pspgen36"``.
         properties: property-map name, ``PropertyMap`` or callable x → m.
-        target: Box, TargetValue or TargetDensity (d_m must match the property map).
+        target: Box, TargetValue or TargetDensity (d_m must match the property map; checked
+            before any simulation for a name or ``PropertyMap``).
         num_samples: simulations per φ. seed: int. workers: process-pool size.
         chunk_size: simulations per task (part of the seeding; see module docstring).
         return_samples: also return the simulated m.
@@ -221,6 +237,12 @@ def evaluate(
         True
     """
     target = as_target(target)
+    process = _resolve_process(process)
+    pm_dim = getattr(_property_fn(properties), "dim", None)  # a PropertyMap knows its d_m
+    if isinstance(pm_dim, int) and pm_dim != target.dim:
+        raise ValueError(
+            f"target has d_m={target.dim} but the property map returns {pm_dim} components"
+        )
     m = simulate_properties(phi, process, properties, num_samples, seed, workers, chunk_size)
     if m.shape[-1] != target.dim:
         raise ValueError(
