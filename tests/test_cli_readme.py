@@ -25,9 +25,10 @@ TINY = {
 
 def readme_snippet():
     text = README.read_text(encoding="utf-8")
-    section = text[text.index("## A minute of Python"):]
-    match = re.search(r"```python\n(.*?)```", section, re.S)
-    assert match, "no ```python block under '## A minute of Python' in README.md"
+    heading = re.search(r"^## [^\n]*Python[^\n]*$", text, re.M)
+    assert heading, "no '## ... Python' section in README.md"
+    match = re.search(r"```python\n(.*?)```", text[heading.end():], re.S)
+    assert match, f"no ```python block under {heading.group(0)!r} in README.md"
     code = match.group(1)
     assert "__main__" not in code  # the point: a plain script
     return code
