@@ -395,8 +395,11 @@ def _target_from_args(args):
 def _list_design_methods():
     from psppyro.design import describe_methods
 
-    return "design methods (--method NAME) and their options (--option KEY=VALUE, defaults):\n" + (
-        describe_methods()
+    return (
+        "design methods (--method NAME) and their options (--option KEY=VALUE, defaults):\n"
+        + describe_methods()
+        + "\nevery method also takes point='mean' (or 'median', 'best'), num_eval_samples=10000 "
+        "and num_candidates=64 (see psppyro.infer_design)"
     )
 
 

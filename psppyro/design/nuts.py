@@ -63,7 +63,7 @@ def run_nuts(
     full_mass=False,
     num_pseudo_data=20,
 ):
-    """NUTS on the posterior-design model, chains run sequentially (module docstring).
+    """NUTS on the design posterior p(φ, z | target); chains run one after another.
 
     Args:
         model, target: as for :func:`~psppyro.design.posterior.design_model`.

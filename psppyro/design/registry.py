@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -270,6 +271,7 @@ def describe_methods() -> str:
     lines = []
     for spec in _REGISTRY.values():
         lines.append(f"{spec.name}: {spec.summary}")
-        opts = ", ".join(f"{k}={v!r}" for k, v in spec.options.items())
-        lines.append(f"    options: {opts or '(none)'}")
+        opts = ", ".join(f"{k}={v!r}" for k, v in spec.options.items()) or "(none)"
+        lines.append(textwrap.fill(opts, 96, initial_indent=" " * 4 + "options: ",
+                                   subsequent_indent=" " * 6))
     return "\n".join(lines)

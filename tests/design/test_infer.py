@@ -10,8 +10,10 @@ grid;
 - KL(N(μ_t, s² I) ‖ p(m|φ)) = ‖Aφ − μ_t‖² / (2 s²), minimized at φ = A⁻¹ μ_t.
 """
 
+import json
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch.distributions import Independent, MultivariateNormal, Normal
@@ -20,6 +22,7 @@ from torch.special import ndtr
 import psppyro as pp
 from psppyro._random import derive_seed
 from psppyro.design import Box, TargetDensity, TargetValue, infer_design
+from psppyro.design.arviz_io import import_arviz
 
 A = torch.tensor([[1.0, 0.5], [0.0, 1.0]])
 S2 = 0.5
@@ -172,7 +175,7 @@ def test_flow_matches_quadrature_posterior():
     assert len(res.history["elbo"]) == 600
 
 
-def test_nuts_matches_quadrature_posterior_and_idata():
+def test_nuts_matches_quadrature_posterior_and_idata(tmp_path):
     mean, sd = _quadrature_posterior(BOX)
     res = infer_design(
         LinearToy(), BOX, "nuts", seed=0, num_samples=300, warmup_steps=200, num_chains=2
@@ -186,6 +189,32 @@ def test_nuts_matches_quadrature_posterior_and_idata():
     assert dict(idata.posterior["phi"].sizes) == {"chain": 2, "draw": 300, "phi_dim": 2}
     assert list(idata.posterior["phi_dim"].values) == ["alpha", "beta"]
     assert idata.sample_stats["diverging"].shape == (2, 300)
+    # Results a user can keep: JSON + NetCDF, read back with arviz.
+    json_path, nc_path = res.save(str(tmp_path / "r.json"))
+    assert nc_path == str(tmp_path / "r.nc")
+    back = import_arviz().from_netcdf(nc_path)
+    assert list(back.posterior["phi_dim"].values) == ["alpha", "beta"]
+    assert torch.allclose(
+        torch.as_tensor(back.posterior["phi"].values).reshape(-1, 2), res.samples.double()
+    )
+    for var in ("energy", "lp", "diverging"):
+        assert back.sample_stats[var].shape == (2, 300)
+    # energy[i] is the Hamiltonian at the start of the transition to draw i: the potential energy
+    # at draw i - 1 (= -lp[i - 1]) plus a kinetic energy >= 0.
+    energy, lp = back.sample_stats["energy"].values, back.sample_stats["lp"].values
+    assert (energy[:, 1:] >= -lp[:, :-1] - 1e-9).all() and not (energy[:, 1:] == -lp[:, :-1]).all()
+    # BFMI (what az.plot_energy shows): well above the usual 0.3 alarm for this easy posterior.
+    assert bool((import_arviz().bfmi(back) > 0.3).all())
+    attrs = back.posterior.attrs
+    assert attrs["psppyro_method"] == "nuts" and int(attrs["psppyro_seed"]) == 0
+    assert json.loads(attrs["psppyro_target"])["low"] == [0.4, -0.6]
+    d = json.loads(open(json_path).read())
+    assert d["posterior_file"] == "r.nc" and d["target"]["high"] == [0.8, -0.2]
+    # float32 values are written with their shortest round-trip digits (numpy's str of the
+    # float32), which read back to exactly the same float32.
+    for name, v in zip(res.phi_names, res.phi_star):
+        f32 = np.float32(v.item())
+        assert d["phi_star"][name] == float(str(f32)) and np.float32(d["phi_star"][name]) == f32
 
 
 def test_o2_posterior_concentrates_on_pseudo_data_mle():
