@@ -23,12 +23,8 @@ shared Pyro model in :mod:`.posterior`), :mod:`.infer` (``infer_design``), :mod:
 Example::
 
     >>> import torch
-    >>> from torch.distributions import Independent, Normal
-    >>> class Line:
-    ...     phi_bounds = torch.tensor([[-3.0, 3.0]]); latent_dim = 1
-    ...     def property_dist(self, phi, z):
-    ...         return Independent(Normal(phi + 0.3 * z, 0.3), 1)
-    >>> res = infer_design(Line(), Box([0.9], [1.1]), "sga", num_z=1000, epochs=4)
+    >>> from psppyro._doctest_fixtures import ToyChain
+    >>> res = infer_design(ToyChain(), Box([0.9], [1.1]), "sga", num_z=1000, epochs=4)
     >>> round(float(res.phi_star[0]), 1)
     1.0
 """

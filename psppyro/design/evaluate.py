@@ -128,13 +128,8 @@ def simulate_properties(
 
     Example::
 
-        >>> class Coin:                       # "images" = 1×1 pixels, white with probability φ
-        ...     phi_bounds = torch.tensor([[0.0, 1.0]])
-        ...     def sample(self, phi, num_samples, seed):
-        ...         g = torch.Generator().manual_seed(seed)
-        ...         return (torch.rand(num_samples, 1, 1, generator=g) < phi).double()
-        >>> frac = lambda x: x.mean((-1, -2))[..., None]
-        >>> m = simulate_properties(torch.tensor([0.5]), Coin(), frac, 8)
+        >>> from psppyro._doctest_fixtures import CoinProcess, white_fraction
+        >>> m = simulate_properties(torch.tensor([0.5]), CoinProcess(), white_fraction, 8)
         >>> m.shape
         torch.Size([8, 1])
     """
@@ -226,13 +221,9 @@ def evaluate(
 
     Example::
 
-        >>> class Coin:
-        ...     phi_bounds = torch.tensor([[0.0, 1.0]])
-        ...     def sample(self, phi, num_samples, seed):
-        ...         g = torch.Generator().manual_seed(seed)
-        ...         return (torch.rand(num_samples, 1, 1, generator=g) < phi).double()
-        >>> frac = lambda x: x.mean((-1, -2))[..., None]
-        >>> p, se = evaluate(torch.tensor([0.3]), Coin(), frac, Box([0.5], [1.5]), 2000, seed=0)
+        >>> from psppyro._doctest_fixtures import CoinProcess, white_fraction
+        >>> p, se = evaluate(torch.tensor([0.3]), CoinProcess(), white_fraction, Box([0.5], [1.5]),
+        ...                  2000, seed=0)
         >>> abs(float(p) - 0.3) < 4 * float(se)
         True
     """
@@ -323,13 +314,9 @@ def reference_map(
 
     Example::
 
-        >>> class Coin:
-        ...     phi_bounds = torch.tensor([[0.0, 1.0]])
-        ...     def sample(self, phi, num_samples, seed):
-        ...         g = torch.Generator().manual_seed(seed)
-        ...         return (torch.rand(num_samples, 1, 1, generator=g) < phi).double()
-        >>> frac = lambda x: x.mean((-1, -2))[..., None]
-        >>> ref = reference_map(Coin(), frac, Box([0.5], [1.5]), grid=3, per_phi=50)
+        >>> from psppyro._doctest_fixtures import CoinProcess, white_fraction
+        >>> ref = reference_map(CoinProcess(), white_fraction, Box([0.5], [1.5]), grid=3,
+        ...                     per_phi=50)
         >>> ref.values.shape
         torch.Size([3])
     """

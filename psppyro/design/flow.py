@@ -129,13 +129,9 @@ def run_flow(
 
     Example::
 
-        >>> from torch.distributions import Independent, Normal
         >>> from psppyro.design import Box
-        >>> class M:
-        ...     phi_bounds = torch.tensor([[-3.0, 3.0]]); latent_dim = 1
-        ...     def property_dist(self, phi, z):
-        ...         return Independent(Normal(phi + 0.3 * z, 0.3), 1)
-        >>> out = run_flow(M(), Box([0.5], [1.5]), num_steps=50, num_samples=20)
+        >>> from psppyro._doctest_fixtures import ToyChain
+        >>> out = run_flow(ToyChain(), Box([0.5], [1.5]), num_steps=50, num_samples=20)
         >>> out.samples.shape
         torch.Size([1, 20, 1])
     """

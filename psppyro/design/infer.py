@@ -181,13 +181,9 @@ def infer_design(
 
     Example::
 
-        >>> from torch.distributions import Independent, Normal
         >>> from psppyro.design import Box
-        >>> class Line:                      # m = φ + 0.3 z + noise, φ ∈ [−3, 3]
-        ...     phi_bounds = torch.tensor([[-3.0, 3.0]]); latent_dim = 1
-        ...     def property_dist(self, phi, z):
-        ...         return Independent(Normal(phi + 0.3 * z, 0.3), 1)
-        >>> res = infer_design(Line(), Box([0.9], [1.1]), "sga", num_z=1000, epochs=4)
+        >>> from psppyro._doctest_fixtures import ToyChain
+        >>> res = infer_design(ToyChain(), Box([0.9], [1.1]), "sga", num_z=1000, epochs=4)
         >>> abs(float(res.phi_star[0]) - 1.0) < 0.1
         True
     """

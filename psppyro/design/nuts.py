@@ -85,13 +85,10 @@ def run_nuts(
 
     Example::
 
-        >>> from torch.distributions import Independent, Normal
         >>> from psppyro.design import Box
-        >>> class M:
-        ...     phi_bounds = torch.tensor([[-3.0, 3.0]]); latent_dim = 1
-        ...     def property_dist(self, phi, z):
-        ...         return Independent(Normal(phi + 0.3 * z, 0.3), 1)
-        >>> out = run_nuts(M(), Box([0.5], [1.5]), num_samples=20, warmup_steps=20, num_chains=1)
+        >>> from psppyro._doctest_fixtures import ToyChain
+        >>> model = ToyChain()
+        >>> out = run_nuts(model, Box([0.5], [1.5]), num_samples=20, warmup_steps=20, num_chains=1)
         >>> out.samples.shape, out.sample_stats["energy"].shape
         (torch.Size([1, 20, 1]), torch.Size([1, 20]))
     """

@@ -90,11 +90,9 @@ def log_marginal_density(model, phi, m, num_samples=1000, seed=None, batch_size=
     Example::
 
         >>> from torch.distributions import Independent, Normal
-        >>> class M:
-        ...     phi_bounds = torch.tensor([[-1.0, 1.0]]); latent_dim = 1
-        ...     def property_dist(self, phi, z):
-        ...         return Independent(Normal(phi + z, 1.0), 1)
-        >>> lp = log_marginal_density(M(), torch.zeros(1), torch.zeros(1, 1), 20000, seed=0)
+        >>> from psppyro._doctest_fixtures import ToyChain
+        >>> model = ToyChain(slope=1.0, noise=1.0, low=-1.0, high=1.0)
+        >>> lp = log_marginal_density(model, torch.zeros(1), torch.zeros(1, 1), 20000, seed=0)
         >>> abs(float(lp) - Normal(0.0, 2 ** 0.5).log_prob(torch.tensor(0.0)).item()) < 0.01
         True
     """
@@ -141,13 +139,10 @@ def estimate_objective(
 
     Example::
 
-        >>> from torch.distributions import Independent, Normal
         >>> from psppyro.design import Box
-        >>> class M:
-        ...     phi_bounds = torch.tensor([[-1.0, 1.0]]); latent_dim = 1
-        ...     def property_dist(self, phi, z):
-        ...         return Independent(Normal(phi + z, 1.0), 1)
-        >>> p, se = estimate_objective(M(), Box([-1.0], [1.0]), torch.zeros(1), 4000, seed=0)
+        >>> from psppyro._doctest_fixtures import ToyChain
+        >>> model = ToyChain(slope=1.0, noise=1.0, low=-1.0, high=1.0)
+        >>> p, se = estimate_objective(model, Box([-1.0], [1.0]), torch.zeros(1), 4000, seed=0)
         >>> abs(float(p) - 0.5205) < 4 * float(se)      # P(|N(0, 2)| < 1)
         True
     """

@@ -81,13 +81,10 @@ def design_model(model, target, num_pseudo_data=20, seed=0):
 
     Example::
 
-        >>> from torch.distributions import Independent, Normal
         >>> from psppyro.design import Box
-        >>> class M:
-        ...     phi_bounds = torch.tensor([[-3.0, 3.0]]); latent_dim = 1
-        ...     def property_dist(self, phi, z):
-        ...         return Independent(Normal(phi + z, 0.5), 1)
-        >>> tr = pyro.poutine.trace(design_model(M(), Box([0.0], [1.0]))).get_trace()
+        >>> from psppyro._doctest_fixtures import ToyChain
+        >>> model = ToyChain(slope=1.0, noise=0.5)
+        >>> tr = pyro.poutine.trace(design_model(model, Box([0.0], [1.0]))).get_trace()
         >>> sorted(n for n in tr.nodes if n in ("phi", "z", "target"))
         ['phi', 'target', 'z']
     """
@@ -100,13 +97,10 @@ def score_guide(pyro_model, guide, num_samples):
 
     Example::
 
-        >>> from torch.distributions import Independent, Normal
         >>> from psppyro.design import Box
-        >>> class M:
-        ...     phi_bounds = torch.tensor([[-3.0, 3.0]]); latent_dim = 1
-        ...     def property_dist(self, phi, z):
-        ...         return Independent(Normal(phi + z, 0.5), 1)
-        >>> pm = design_model(M(), Box([0.0], [1.0]))
+        >>> from psppyro._doctest_fixtures import ToyChain
+        >>> model = ToyChain(slope=1.0, noise=0.5)
+        >>> pm = design_model(model, Box([0.0], [1.0]))
         >>> guide = pyro.infer.autoguide.AutoNormal(pm)
         >>> phi, log_w = score_guide(pm, guide, 8)
         >>> (tuple(phi.shape), tuple(log_w.shape))
@@ -125,13 +119,10 @@ def fit_elbo(pyro_model, guide, num_steps, lr, num_particles, progress, desc):
 
     Example::
 
-        >>> from torch.distributions import Independent, Normal
         >>> from psppyro.design import Box
-        >>> class M:
-        ...     phi_bounds = torch.tensor([[-3.0, 3.0]]); latent_dim = 1
-        ...     def property_dist(self, phi, z):
-        ...         return Independent(Normal(phi + z, 0.5), 1)
-        >>> pm = design_model(M(), Box([0.0], [1.0]))
+        >>> from psppyro._doctest_fixtures import ToyChain
+        >>> model = ToyChain(slope=1.0, noise=0.5)
+        >>> pm = design_model(model, Box([0.0], [1.0]))
         >>> len(fit_elbo(pm, pyro.infer.autoguide.AutoNormal(pm), 5, 0.01, 2, False, "svi"))
         5
     """

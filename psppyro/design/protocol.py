@@ -46,12 +46,8 @@ class DesignModel(Protocol):
 
     Example::
 
-        >>> from torch.distributions import Independent, Normal
-        >>> class Line:
-        ...     phi_bounds = torch.tensor([[-3.0, 3.0]]); latent_dim = 1
-        ...     def property_dist(self, phi, z):
-        ...         return Independent(Normal(phi + 0.3 * z, 0.3), 1)
-        >>> isinstance(Line(), DesignModel)
+        >>> from psppyro._doctest_fixtures import ToyChain
+        >>> isinstance(ToyChain(), DesignModel)
         True
     """
 
@@ -219,12 +215,8 @@ class CheckedModel:
 
     Example::
 
-        >>> from torch.distributions import Independent, Normal
-        >>> class Line:
-        ...     phi_bounds = torch.tensor([[-3.0, 3.0]]); latent_dim = 1
-        ...     def property_dist(self, phi, z):
-        ...         return Independent(Normal(phi + 0.3 * z, 0.3), 1)
-        >>> cm = validate_model(Line())
+        >>> from psppyro._doctest_fixtures import ToyChain
+        >>> cm = validate_model(ToyChain())
         >>> (cm.d_phi, cm.latent_dim, cm.d_m, cm.diag_normal)
         (1, 1, 1, True)
     """
@@ -417,12 +409,8 @@ def as_checked(model: Any, target: Any = None) -> CheckedModel:
 
     Example::
 
-        >>> from torch.distributions import Independent, Normal
-        >>> class Line:
-        ...     phi_bounds = torch.tensor([[-3.0, 3.0]]); latent_dim = 1
-        ...     def property_dist(self, phi, z):
-        ...         return Independent(Normal(phi + 0.3 * z, 0.3), 1)
-        >>> cm = as_checked(Line())
+        >>> from psppyro._doctest_fixtures import ToyChain
+        >>> cm = as_checked(ToyChain())
         >>> as_checked(cm) is cm
         True
     """

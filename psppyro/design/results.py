@@ -140,13 +140,10 @@ class DesignResult:
 
     Example::
 
-        >>> from torch.distributions import Independent, Normal
         >>> from psppyro.design import Box, infer_design
-        >>> class M:
-        ...     phi_bounds = torch.tensor([[-3.0, 3.0]]); latent_dim = 1
-        ...     def property_dist(self, phi, z):
-        ...         return Independent(Normal(phi + 0.3 * z, 0.3), 1)
-        >>> res = infer_design(M(), Box([0.9], [1.1]), "sga", num_z=500, epochs=3, restarts=2)
+        >>> from psppyro._doctest_fixtures import ToyChain
+        >>> model = ToyChain()
+        >>> res = infer_design(model, Box([0.9], [1.1]), "sga", num_z=500, epochs=3, restarts=2)
         >>> res.objective_name, res.probability == res.objective
         ('probability', True)
     """
@@ -256,14 +253,11 @@ class DesignResult:
 
             >>> import tempfile, os
             >>> from psppyro.design import Box, infer_design
-            >>> from torch.distributions import Independent, Normal
-            >>> class M:
-            ...     phi_bounds = torch.tensor([[-3.0, 3.0]]); latent_dim = 1
-            ...     def property_dist(self, phi, z):
-            ...         return Independent(Normal(phi + 0.3 * z, 0.3), 1)
-            >>> res = infer_design(M(), Box([0.9], [1.1]), "sga", num_z=200, epochs=2, restarts=2)
-            >>> d = tempfile.mkdtemp()
-            >>> [os.path.basename(p) for p in res.save(os.path.join(d, "r.json"))]
+            >>> from psppyro._doctest_fixtures import ToyChain
+            >>> model = ToyChain()
+            >>> res = infer_design(model, Box([0.9], [1.1]), "sga", num_z=200, epochs=2, restarts=2)
+            >>> with tempfile.TemporaryDirectory() as d:
+            ...     print([os.path.basename(p) for p in res.save(os.path.join(d, "r.json"))])
             ['r.json', 'r.nc']
         """
         stem, _ = os.path.splitext(path)

@@ -151,13 +151,9 @@ def run_sga(
 
     Example::
 
-        >>> from torch.distributions import Independent, Normal
         >>> from psppyro.design import Box
-        >>> class M:
-        ...     phi_bounds = torch.tensor([[-3.0, 3.0]]); latent_dim = 1
-        ...     def property_dist(self, phi, z):
-        ...         return Independent(Normal(phi + 0.3 * z, 0.3), 1)
-        >>> out = run_sga(M(), Box([0.9], [1.1]), num_z=500, epochs=5, restarts=2)
+        >>> from psppyro._doctest_fixtures import ToyChain
+        >>> out = run_sga(ToyChain(), Box([0.9], [1.1]), num_z=500, epochs=5, restarts=2)
         >>> abs(float(out.phi_star[0]) - 1.0) < 0.1
         True
     """

@@ -47,13 +47,9 @@ def run_svi(
 
     Example::
 
-        >>> from torch.distributions import Independent, Normal
         >>> from psppyro.design import Box
-        >>> class M:
-        ...     phi_bounds = torch.tensor([[-3.0, 3.0]]); latent_dim = 1
-        ...     def property_dist(self, phi, z):
-        ...         return Independent(Normal(phi + 0.3 * z, 0.3), 1)
-        >>> out = run_svi(M(), Box([0.5], [1.5]), num_steps=300, lr=0.05, num_samples=50)
+        >>> from psppyro._doctest_fixtures import ToyChain
+        >>> out = run_svi(ToyChain(), Box([0.5], [1.5]), num_steps=100, lr=0.05, num_samples=50)
         >>> out.samples.shape
         torch.Size([1, 50, 1])
     """
