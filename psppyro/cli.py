@@ -184,6 +184,12 @@ def _add_demo(sub):
 
 
 def _run_demo(args):
+    from psppyro._validation import check_seed
+
+    _check_counts(args, workers=1)
+    check_seed("--seed", args.seed)
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise ValueError(f"--out {args.out!r} is a file; give a folder for the demo's output")
     from psppyro.demo import run_demo
 
     run_demo(out=args.out, seed=args.seed, quick=args.quick, workers=args.workers)

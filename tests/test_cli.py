@@ -211,6 +211,24 @@ def test_design_with_a_non_model_file(tmp_path, capsys, content, what):
     assert "is not a psppyro model file" in line and what in line
 
 
+def test_demo_checks_its_options(tmp_path, capsys, monkeypatch):
+    import psppyro.demo
+
+    def boom(*args, **kwargs):
+        raise AssertionError("the demo started before the options were checked")
+
+    monkeypatch.setattr(psppyro.demo, "run_demo", boom)
+    (tmp_path / "file").write_text("x")
+    for extra, message in [
+        (["--workers", "0"], "--workers must be an integer >= 1, got 0"),
+        (["--seed", "-1"], "--seed"),
+        (["--out", str(tmp_path / "file")], "is a file"),
+    ]:
+        line = _fail(["demo", "--out", str(tmp_path / "d"), *extra], capsys)
+        assert message in line, line
+    assert not (tmp_path / "d").exists()
+
+
 def test_version_and_help(capsys):
     with pytest.raises(SystemExit) as info:
         main(["--version"])
