@@ -256,6 +256,9 @@ def test_evaluate_takes_a_process_preset_name(monkeypatch):
     by_object = pp.design.evaluate(phi, pp.process.preset("pspgen36"), pm, box, num_samples=2,
                                    seed=3)
     assert [float(v) for v in by_name] == [float(v) for v in by_object]
+    by_numpy_seed = pp.design.evaluate(phi, "pspgen36", pm, box, num_samples=I64(2),
+                                       seed=I64(3), workers=I64(1))
+    assert [float(v) for v in by_numpy_seed] == [float(v) for v in by_object]
     with pytest.raises(ValueError, match="name must be one of"):
         pp.design.evaluate(phi, "pspgen99", pm, box, num_samples=2)
     with pytest.raises(TypeError, match="process must be a process preset name"):

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .._random import derive_seed
-from .._validation import as_tensor, check_in_bounds, check_last_dim
+from .._validation import as_tensor, check_in_bounds, check_last_dim, check_seed
 from .._validation import check_int as _check_int
 from .targets import Box, as_target  # noqa: F401  (Box: used by the doctests)
 
@@ -137,8 +137,7 @@ def simulate_properties(
     num_samples = _check_int("num_samples", num_samples)
     workers = 1 if workers is None else _check_int("workers", workers)
     chunk_size = _check_int("chunk_size", chunk_size)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    seed = check_seed("seed", seed)
     prop = _property_fn(properties)
     bounds = getattr(process, "phi_bounds", None)
     phi = as_tensor("phi", phi)
