@@ -614,11 +614,18 @@ def _is_user_error(err: BaseException) -> bool:
     if type(err).__module__.split(".")[0] == "psppyro":
         return True  # psppyro's own exception classes
     if isinstance(err, RuntimeError):
+        # Raised on purpose by a `raise` statement in psppyro's code (e.g. a solver that did not
+        # converge, a process pool that could not start), not by torch inside psppyro's code.
+        import linecache
+
         tb = err.__traceback__
         while tb is not None and tb.tb_next is not None:
             tb = tb.tb_next
-        module = tb.tb_frame.f_globals.get("__name__", "") if tb is not None else ""
-        return module.split(".")[0] == "psppyro"  # raised on purpose by psppyro's code
+        if tb is None:
+            return False
+        module = tb.tb_frame.f_globals.get("__name__", "")
+        line = linecache.getline(tb.tb_frame.f_code.co_filename, tb.tb_lineno).strip()
+        return module.split(".")[0] == "psppyro" and line.startswith("raise")
     return False
 
 

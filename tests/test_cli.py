@@ -275,6 +275,26 @@ def test_which_errors_are_user_errors():
     assert one == "psppyro train: --x bad"  # no doubled prefix, one line
 
 
+def test_runtime_errors_inside_psppyro_code(tmp_path):
+    # A module of psppyro: one function raises on purpose, one lets torch fail (a bug).
+    source = tmp_path / "fake.py"
+    source.write_text(
+        "import torch\n"
+        "def on_purpose():\n"
+        "    raise RuntimeError('solver did not converge')\n"
+        "def torch_fails():\n"
+        "    return torch.zeros(2) @ torch.zeros(3)\n"
+    )
+    ns = {"__name__": "psppyro.fake"}
+    exec(compile(source.read_text(), str(source), "exec"), ns)
+    with pytest.raises(RuntimeError) as info:
+        ns["on_purpose"]()
+    assert cli._is_user_error(info.value)
+    with pytest.raises(RuntimeError) as info:
+        ns["torch_fails"]()
+    assert not cli._is_user_error(info.value)
+
+
 def test_out_file_checks_cover_all_cases(tmp_path):
     cli._check_out_file(tmp_path / "ok.pt")
     with pytest.raises(ValueError, match="is a folder"):
