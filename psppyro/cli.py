@@ -1,4 +1,4 @@
-"""Command-line interface: ``psppyro generate | train | design | evaluate | benchmark | demo``.
+"""Command-line interface: ``psppyro generate | train | design | evaluate | verify | demo``.
 
 Each sub-command lives in its own pair of functions, ``_add_<name>(subparsers)`` (arguments) and
 ``_run_<name>(args)`` (work), and imports what it needs lazily so that ``psppyro --help`` is
