@@ -17,6 +17,15 @@ from psppyro.process import (
 )
 
 
+@pytest.fixture
+def one_thread():
+    """Small FFTs and sparse solves: one torch thread is several times faster under load."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _orientation(x):
     """Mean correlation lengths along y (axis -2) and x (axis -1) over samples."""
     return float(correlation_length(x, -2).mean()), float(correlation_length(x, -1).mean())
@@ -101,7 +110,7 @@ def test_preset_overrides():
     assert proc.volume_fraction == 0.5 and proc.phase_field is None
 
 
-def test_pspgen_presets_with_cahn_hilliard():
+def test_pspgen_presets_with_cahn_hilliard(one_thread):
     from psppyro.process import CahnHilliard
 
     proc = preset("pspgen36")
@@ -145,7 +154,7 @@ def test_literal_presets_stay_literal_and_paper_presets_differ_only_in_two_detai
     assert "reconstructed" in PRESETS[name + "-paper"] and "dx=2" in PRESETS[name + "-paper"]
 
 
-def test_paper_preset_overrides_and_same_noise_as_literal():
+def test_paper_preset_overrides_and_same_noise_as_literal(one_thread):
     proc = preset("pspgen36-paper", phase_field=None)
     assert proc.phase_field is None and proc.filter_amplitude == "density"
     lit = preset("pspgen36", filter_amplitude="density", phase_field=None)
@@ -156,7 +165,7 @@ def test_paper_preset_overrides_and_same_noise_as_literal():
     assert torch.equal(x, preset("pspgen36-paper").sample(phi, 2, seed=5))
 
 
-def test_paper_preset_keeps_the_anisotropy_through_cahn_hilliard():
+def test_paper_preset_keeps_the_anisotropy_through_cahn_hilliard(one_thread):
     """phi = (1, 2): literal CH rounds the streaks (ly/lx ≈ 2.5); paper reading: ≈ 8."""
     phi = torch.tensor([1.0, 2.0])
     lit = preset("pspgen36").sample(phi, 32, seed=0)
@@ -172,7 +181,7 @@ FINGERPRINT_200 = {"L": (0.760, 0.005), "R": (0.730, 0.000)}
 
 
 @pytest.mark.parametrize("box,phi", [("L", (1.0, 2.0)), ("R", (9.0, 1.905))])
-def test_paper_reading_reproduces_the_fingerprints_and_literal_does_not(box, phi):
+def test_paper_reading_reproduces_the_fingerprints_and_literal_does_not(box, phi, one_thread):
     """50 fresh samples per reading: P within 3.5 s.e. of the 200-sample measurement."""
     from psppyro.design import paper_targets
     from psppyro.properties import property_map
