@@ -10,7 +10,8 @@ A :class:`PropertyMap` turns a batch of binary images ``x`` ``(..., *image)`` in
   (cell length)²; :data:`PAPER_SOLID_PERMEABILITY`); flag ``percolates`` (void-phase percolation)
   kept. The reconstructed PSP-GEN property (``docs/pspgen_reconstruction.md``): a blocked
   direction gets a finite ln k ≈ ln(κ_s / s) (s the solid fraction across the blockage), about
-  −9.5 at 36² and −11.7 at 128², where the paper's L/R boxes sit, instead of the floor.
+  −9.4 at 36² and −11.6 at 128² (medians at the paper's φ_ref), where the paper's L/R boxes sit,
+  instead of the floor.
 - ``rixner_o1``: m = (K_11 at phases (1, 50), (C_1111 + C_2222)/2 of plane-strain elasticity at
   E = (1, 50), ν = 0.3) (Rixner & Koutsourelakis, objective O1).
 - ``rixner_o2``: m = (K_11, K_22) at phases (1, 50) (Rixner, objective O2).
