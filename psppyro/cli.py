@@ -584,7 +584,7 @@ def build_parser() -> argparse.ArgumentParser:
     """
     from psppyro import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="psppyro",
         description=(
             "Inverse design of random materials through the Process-Structure-Property chain."
@@ -601,6 +601,13 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                              help="on an error, print the full traceback")
     return parser
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose syntax errors are one line too (exit status 2, as argparse)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
 #: Exceptions that are the user's mistake (bad option, missing file): one line, exit status 2.

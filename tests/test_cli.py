@@ -229,6 +229,23 @@ def test_demo_checks_its_options(tmp_path, capsys, monkeypatch):
     assert not (tmp_path / "d").exists()
 
 
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["evaluate", "--num-samples", "x"], "psppyro evaluate: argument --num-samples: invalid"),
+        (["evaluate"], "psppyro evaluate: the following arguments are required: --process, --phi"),
+        (["nope"], "psppyro: argument command: invalid choice: 'nope'"),
+        ([], "psppyro: the following arguments are required: command"),
+    ],
+)
+def test_syntax_errors_are_one_line_too(argv, message, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(message) and "--help)" in err
+
+
 def test_version_and_help(capsys):
     with pytest.raises(SystemExit) as info:
         main(["--version"])
