@@ -31,8 +31,9 @@ design when the posterior is unimodal), ``"median"`` (componentwise) or ``"best"
 ``num_eval_samples`` z draws — closest to the O1 optimum). SGA returns its own φ*; its restart end
 points are ``res.endpoints`` and ``idata.optimization`` (not a posterior).
 
-**Progress.** ``progress=None`` (default) shows tqdm bars when standard error is a terminal
-(interactive use) and stays quiet otherwise (scripts, tests, CI); ``True``/``False`` force it.
+**Progress.** ``progress=None`` (default) shows tqdm bars when standard error is a terminal or
+the code runs in a Jupyter kernel (interactive use) and stays quiet otherwise (scripts piped to a
+file, tests, CI); ``True``/``False`` force it.
 """
 
 from __future__ import annotations
@@ -86,6 +87,14 @@ def _frozen(model):
         for p in params:
             p.requires_grad_(True)
         model.train(was_training)
+
+
+def _interactive() -> bool:
+    """Whether progress bars are wanted by default: stderr is a terminal, or a Jupyter kernel."""
+    if "ipykernel" in sys.modules:
+        return True
+    isatty = getattr(sys.stderr, "isatty", None)
+    return bool(isatty()) if callable(isatty) else False
 
 
 def _check_output(method, out, cm):
@@ -160,7 +169,7 @@ def infer_design(
         point: ``"mean" | "median" | "best"``, how φ* is taken from posterior draws.
         num_eval_samples: z draws for the objective at φ* (and for ``point="best"``).
         num_candidates: posterior draws compared by ``point="best"``.
-        progress: tqdm bars; None (default): only when stderr is a terminal.
+        progress: tqdm bars; None (default): only when stderr is a terminal or in Jupyter.
         **options: the method's options (``method_options(method)`` lists them with defaults;
             see :func:`~psppyro.design.sga.run_sga`, :func:`~psppyro.design.svi.run_svi`,
             :func:`~psppyro.design.nuts.run_nuts`, :func:`~psppyro.design.flow.run_flow`).
@@ -202,7 +211,7 @@ def infer_design(
     num_eval_samples = check_int("num_eval_samples", num_eval_samples)
     num_candidates = check_int("num_candidates", num_candidates)
     if progress is None:
-        progress = bool(getattr(sys.stderr, "isatty", lambda: False)())
+        progress = _interactive()
     elif not isinstance(progress, bool):
         raise TypeError(f"progress must be True, False or None, got {progress!r}")
     with _frozen(model):

@@ -47,6 +47,15 @@ with the marginal p(m | φ) = E_z p(m | φ, z). It is not a per-(φ, z) utility;
 :mod:`psppyro.design.objectives` for its estimator (a log-mean-exp over z samples, biased low by
 ≈ Var_z[p(m|φ,z)] / (2 M p(m|φ)²) — so the KL is biased *high* by that much).
 
+**Targets own their behaviour** (``docs/architecture.md`` § "The design protocol"): ``kind``
+(``"utility"`` for O1, ``"density"`` for O2), ``objective_name``, ``direction``, ``dim``, the
+batched objective (``log_terms`` / ``reduce`` / ``score``, the per-z terms and their combination),
+its Monte Carlo estimate at φ (``estimate``), its estimate from simulated properties
+(``from_simulations``), the per-sample score of predicted properties (``predictive_score``),
+whether NUTS may use it (``exact_log_density``), the Pyro model of posterior design
+(``pyro_model``) and the best of several values (``best_index``). The design methods call only
+these and never ask which kind of target they have.
+
 References:
     Zhang, Koutsourelakis et al., PSP-GEN (2024), objective (O1) with M_d boxes; Rixner &
     Koutsourelakis (2022), objective (O2).
