@@ -49,6 +49,7 @@ from .._validation import (
 )
 from .protocol import as_checked
 from .registry import MethodOutput, register_method
+from .results import to_json_value
 from .targets import as_target
 
 __all__ = ["phi_transform", "run_sga"]
@@ -239,7 +240,7 @@ def run_sga(
         endpoints=best_phi,
         endpoint_objective=best,
         history=history,
-        diagnostics={"restart_objectives": best.tolist(), "best_restart": i_best},
+        diagnostics={"restart_objectives": to_json_value(best), "best_restart": i_best},
     )
 
 

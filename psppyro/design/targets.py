@@ -295,7 +295,7 @@ class _UtilityTarget(Target):
     def estimate(self, chunks, num_samples, generator, like, num_target_samples=1000):
         total = total_sq = None
         for dist in chunks():
-            u = self.log_utility(dist).exp()
+            u = self.log_utility(dist).double().exp()  # sums in float64 whatever the model dtype
             s, s2 = u.sum(-1), (u**2).sum(-1)
             total = s if total is None else total + s
             total_sq = s2 if total_sq is None else total_sq + s2
@@ -678,7 +678,7 @@ class TargetDensity(Target):
         for dist in chunks():
             lp = torch.logsumexp(self.log_terms(dist, m), -1)
             acc = lp if acc is None else torch.logaddexp(acc, lp)
-        lp = acc - math.log(num_samples)
+        lp = acc.double() - math.log(num_samples)
         cross = -lp.mean(0)
         se = lp.std(0) / math.sqrt(k)
         h = self.entropy()
