@@ -29,6 +29,9 @@ Run::
 ``--samples 0`` skips the table. ``--ablation`` prints, instead of the table, P at the three φ_ref
 and the correlation-length ratio l_y / l_x at φ = (1, 2) for filter amplitude √S / S × Cahn–Hilliard
 dx = 1, 2, 3, all with ``log_permeability_paper`` (which detail does what; 36² only).
+``--case5`` prints, instead of the table, P(m ∈ box) of case 5 (10-D φ, ``pspgen10d`` /
+``pspgen10d-paper``) at the paper's φ_prop and φ_comp of its two boxes (the paper: 1 000 samples
+each; it has no φ_ref), for both readings.
 
 Randomness: point j of a reading draws its microstructures in chunks of 25 with seeds
 ``derive_seed(seed, j, chunk)``, so the figures do not depend on ``--workers``; both readings use
@@ -159,6 +162,25 @@ def gallery(path, size, seed=0, per_row=4):
     return path
 
 
+def case5(reading, n, seed=0):
+    """Rows (box, which φ, P, s.e., paper P) of case 5 at φ_prop and φ_comp for one reading."""
+    suffix, map_name = READINGS[reading]
+    rows = []
+    for j, (name, ref) in enumerate(paper_reference("case5").items()):
+        for k, (which, phi, paper) in enumerate(
+            (("prop", ref.phi_prop, ref.p_prop), ("comp", ref.phi_comp, ref.p_comp))
+        ):
+            tasks = [
+                (f"pspgen10d{suffix}", map_name, tuple(phi), min(CHUNK, n - start),
+                 derive_seed(seed, 2 * j + k, c))
+                for c, start in enumerate(range(0, n, CHUNK))
+            ]
+            m = torch.cat([_chunk(t)[0] for t in tasks], 0)
+            p = float(ref.box.contains(m).double().mean())
+            rows.append((name, which, p, math.sqrt(p * (1 - p) / n), paper))
+    return rows
+
+
 def ablation(n, seed=0):
     """Rows (amplitude, dx, l_y/l_x at (1, 2), {box: P}) at 36² with ``log_permeability_paper``."""
     from psppyro.process import CahnHilliard, correlation_length
@@ -196,6 +218,8 @@ def main(argv=None):
                     help="also write a PNG gallery of both readings to PATH")
     ap.add_argument("--ablation", action="store_true",
                     help="amplitude x Cahn-Hilliard dx table at 36^2 instead of the fingerprints")
+    ap.add_argument("--case5", action="store_true",
+                    help="case 5 (10-D phi): P at the paper's phi_prop / phi_comp, both readings")
     args = ap.parse_args(argv)
     n = args.samples if args.samples is not None else (20 if args.quick else 200)
     if n < 0:
@@ -212,6 +236,14 @@ def main(argv=None):
             ps = "  ".join(f"{p[b]:.2f}" for b in ("L", "M", "R"))
             print(f"{amplitude:9} {dx:>4g} {ratio:>11.1f}  {ps}")
         print("paper (Table 1):          0.81  0.30  0.84")
+        return
+    if args.case5:
+        print(f"case 5 (10-D phi, 36x36), {n} samples per point, seed {args.seed}; boxes "
+              + "; ".join(f"{k} = {d.box!r}" for k, d in paper_reference("case5").items()))
+        print(f"{'reading':8} {'box':5} {'phi':5} {'P +- s.e.':>14} {'paper':>6}")
+        for reading in args.readings:
+            for name, which, p, se, paper in case5(reading, n, seed=args.seed):
+                print(f"{reading:8} {name:5} {which:5} {f'{p:.3f} +- {se:.3f}':>14} {paper:>6.3f}")
         return
     if args.workers < 1:
         ap.error(f"--workers must be >= 1, got {args.workers}")
