@@ -8,14 +8,14 @@ r"""``infer_design``: one entry point for every registered design method, one re
     res.save("r.json")   # JSON summary + r.nc (NetCDF InferenceData)
     print(res.summary())
 
-=========  ===================================================  ==========================
-method     what it computes                                     ``phi_star``
-=========  ===================================================  ==========================
-``sga``    PSP-GEN's stochastic gradient ascent (:mod:`.sga`)   best restart's optimum
-``svi``    low-rank Gaussian guide on p(φ, z | target)          ``point`` of the samples
-``nuts``   NUTS on the same posterior (:mod:`.nuts`)            ``point`` of the samples
-``flow``   zuko flow guide on the same posterior (:mod:`.flow`) ``point`` of the samples
-=========  ===================================================  ==========================
+=========  ====================================================  ==========================
+method     what it computes                                      ``phi_star``
+=========  ====================================================  ==========================
+``sga``    PSP-GEN's stochastic gradient ascent (:mod:`.sga`)    best restart's optimum
+``svi``    low-rank Gaussian guide on p(φ, z | target)           ``point`` of the samples
+``nuts``   NUTS on the same posterior (:mod:`.nuts`)             ``point`` of the samples
+``flow``   zuko flow guide on the same posterior (:mod:`.flow`)  ``point`` of the samples
+=========  ====================================================  ==========================
 
 Methods come from the registry (:func:`~psppyro.design.register_method`); ``infer_design``
 validates the model once (:func:`~psppyro.design.protocol.validate_model`, with a batched probe),

@@ -202,7 +202,7 @@ class Target(ABC):
         """Per-z log terms whose log-mean-exp over the last batch dim estimates the objective.
 
         O1: log u(φ, z), shape = ``dist.batch_shape``; O2: log p(m_k | φ, z), shape
-        (K, *dist.batch_shape) for ``draws`` (K, d_m).
+        ``(K, *dist.batch_shape)`` for ``draws`` (K, d_m).
         """
 
     def reduce(self, log_mean: torch.Tensor) -> torch.Tensor:
