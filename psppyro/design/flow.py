@@ -16,11 +16,10 @@ import torch
 from pyro.contrib.zuko import ZukoToPyro
 from torch.distributions import biject_to, constraints
 
-from .._random import derive_seed
 from .._validation import check_choice, check_int
-from .posterior import check_guide_options, design_model, fit_elbo, score_guide
+from .posterior import check_guide_options, design_model, fit_guide
 from .protocol import as_checked
-from .registry import MethodOutput, register_method
+from .registry import register_method
 from .targets import as_target
 
 __all__ = ["run_flow"]
@@ -153,21 +152,13 @@ def run_flow(
     cm = as_checked(model, target)
     copies = target.latent_copies(num_pseudo_data)
     pyro_model = design_model(cm, target, num_pseudo_data, seed)
-    with torch.random.fork_rng(devices=[]), pyro.get_param_store().scope():
-        torch.manual_seed(derive_seed(seed, 11))
+    def make_guide():
         net = _make_flow(
             flow, cm.d_phi + cm.latent_dim * copies, transforms, hidden_features, passes
         ).to(cm.bounds)
-        guide = _flow_guide(cm, copies, net)
-        elbo = fit_elbo(pyro_model, guide, num_steps, lr, num_particles, progress, f"flow ({flow})")
-        samples, log_w = score_guide(pyro_model, guide, num_samples)
-    return MethodOutput(
-        samples=samples[None],
-        log_weights=log_w[None],
-        history={"elbo": elbo},
-        diagnostics={"final_elbo": float(sum(elbo[-50:]) / len(elbo[-50:]))},
-        extras={"flow": net},
-    )
+        return _flow_guide(cm, copies, net), {"flow": net}
 
+    return fit_guide(pyro_model, make_guide, seed, 11, num_steps, lr, num_particles, num_samples,
+                     progress, f"flow ({flow})")
 
 register_method("flow", run_flow)

@@ -57,8 +57,10 @@ import pyro
 import torch
 from pyro.infer.importance import vectorized_importance_weights
 
+from .._random import derive_seed
 from .._validation import check_int, check_positive
 from .protocol import as_checked
+from .registry import MethodOutput
 from .targets import as_target
 
 __all__ = ["check_guide_options", "design_model", "fit_elbo", "score_guide"]
@@ -149,6 +151,49 @@ def fit_elbo(pyro_model, guide, num_steps, lr, num_particles, progress, desc):
             bar.close()
     return elbo
 
+
+
+def fit_guide(pyro_model, make_guide, seed, stream, num_steps, lr, num_particles, num_samples,
+              progress, desc):
+    """Build a guide, fit it by :func:`fit_elbo`, draw and score ``num_samples`` from it.
+
+    The shared body of the guide-based runners (``svi``, ``flow``): the guide's initial parameters
+    come from ``derive_seed(seed, stream)`` inside a forked RNG and a private param-store scope, so
+    the caller's random state and param store are untouched.
+
+    Args:
+        pyro_model: from :func:`design_model`.
+        make_guide: callable ``() -> (guide, extras)``; ``extras`` (a dict) is returned as
+            ``MethodOutput.extras``.
+        seed, stream: the run seed and the runner's stream number for :func:`derive_seed`.
+        num_steps, lr, num_particles, progress, desc: passed to :func:`fit_elbo`.
+        num_samples: guide draws returned.
+
+    Returns:
+        MethodOutput: ``samples`` (1, S, d_φ), ``log_weights`` (1, S), ``history["elbo"]``.
+
+    Example::
+
+        >>> from psppyro.design import Box
+        >>> from psppyro._doctest_fixtures import ToyChain
+        >>> pm = design_model(ToyChain(slope=1.0, noise=0.5), Box([0.0], [1.0]))
+        >>> out = fit_guide(pm, lambda: (pyro.infer.autoguide.AutoNormal(pm), {}), 0, 10,
+        ...                 5, 0.01, 2, 8, False, "svi")
+        >>> tuple(out.samples.shape), len(out.history["elbo"])
+        ((1, 8, 1), 5)
+    """
+    with torch.random.fork_rng(devices=[]), pyro.get_param_store().scope():
+        torch.manual_seed(derive_seed(seed, stream))
+        guide, extras = make_guide()
+        elbo = fit_elbo(pyro_model, guide, num_steps, lr, num_particles, progress, desc)
+        samples, log_w = score_guide(pyro_model, guide, num_samples)
+    return MethodOutput(
+        samples=samples[None],
+        log_weights=log_w[None],
+        history={"elbo": elbo},
+        diagnostics={"final_elbo": float(sum(elbo[-50:]) / len(elbo[-50:]))},
+        extras=extras,
+    )
 
 def check_guide_options(num_steps, lr, num_particles, num_samples, num_pseudo_data):
     """Validate the options SVI and the flow share; return the integers.

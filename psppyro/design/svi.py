@@ -9,13 +9,11 @@ about above 0.7). See :mod:`psppyro.design.posterior` for the model and the scor
 from __future__ import annotations
 
 import pyro
-import torch
 
-from .._random import derive_seed
 from .._validation import check_int
-from .posterior import check_guide_options, design_model, fit_elbo, score_guide
+from .posterior import check_guide_options, design_model, fit_guide
 from .protocol import as_checked
-from .registry import MethodOutput, register_method
+from .registry import register_method
 from .targets import as_target
 
 __all__ = ["run_svi"]
@@ -60,20 +58,13 @@ def run_svi(
     if rank is not None:
         rank = check_int("rank", rank)
     pyro_model = design_model(as_checked(model, target), target, num_pseudo_data, seed)
-    with torch.random.fork_rng(devices=[]), pyro.get_param_store().scope():
-        torch.manual_seed(derive_seed(seed, 10))
+    def make_guide():
         guide = pyro.infer.autoguide.AutoLowRankMultivariateNormal(
             pyro_model, rank=rank, init_loc_fn=pyro.infer.autoguide.init_to_median
         )
-        elbo = fit_elbo(pyro_model, guide, num_steps, lr, num_particles, progress, "svi")
-        samples, log_w = score_guide(pyro_model, guide, num_samples)
-    return MethodOutput(
-        samples=samples[None],
-        log_weights=log_w[None],
-        history={"elbo": elbo},
-        diagnostics={"final_elbo": float(sum(elbo[-50:]) / len(elbo[-50:]))},
-        extras={"guide": guide},
-    )
+        return guide, {"guide": guide}
 
+    return fit_guide(pyro_model, make_guide, seed, 10, num_steps, lr, num_particles, num_samples,
+                     progress, "svi")
 
 register_method("svi", run_svi)

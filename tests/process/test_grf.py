@@ -227,11 +227,13 @@ def _model_output(proc, phi, noise):
     [
         (PSPGenDensity(), [4.0, 0.8]),
         (SpectralMixtureDensity(9, 30.0, 8.0), [0.3, -0.2, 0.5, 1, 0, -1, 0.2, 0.7, 0]),
+        (PSPGen10DDensity(), [2, 4, 6, 8, 5, 0.05, 0.5, 1, 1.5, 1.9]),
     ],
 )
-def test_model_gradient_matches_central_difference(sdf, phi):
+@pytest.mark.parametrize("filter_amplitude", ["sqrt", "density"])
+def test_model_gradient_matches_central_difference(sdf, phi, filter_amplitude):
     shape = (8, 8)
-    proc = GaussianRandomField(shape, sdf, 0.4, eps=5.0)
+    proc = GaussianRandomField(shape, sdf, 0.4, eps=5.0, filter_amplitude=filter_amplitude)
     gen = torch.Generator().manual_seed(9)
     noise = torch.randn(shape, dtype=torch.float64, generator=gen)
     weights = torch.randn(shape, dtype=torch.float64, generator=gen)
