@@ -8,9 +8,8 @@ Posterior design has no observed data, so LOO / ``az.compare`` do not apply. Ins
   .. math:: D^2 = 2E\|X - Y\| - E\|X - X'\| - E\|Y - Y'\|,
 
   estimated with the unbiased U-statistics (so it may be slightly negative when a = b);
-- the Wasserstein-1 distance of every φ-marginal, :math:`W_1 = \int |F_a(t) - F_b(t)|\,dt`
-(exact for
-  empirical distributions, via ``scipy.stats.wasserstein_distance``);
+- the Wasserstein-1 distance of every φ-marginal, :math:`W_1 = \int |F_a(t) - F_b(t)|\,dt` (exact
+  for empirical distributions, via ``scipy.stats.wasserstein_distance``);
 - when a model and a target are given, the in-target fraction of *predicted* properties under each
   posterior: φ ~ posterior, z ~ N(0, I), m ~ p(m | φ, z); the fraction with m ∈ M_d (Box), the mean
   utility (TargetValue) or the mean log p_target(m) (TargetDensity), each with its s.e.

@@ -1,22 +1,20 @@
 r"""The true answer by simulation: evaluate designs with the real process and property solver.
 
-A model's predicted P(m ∈ M_d | φ*) is only as good as the model. :func:`evaluate` runs the
-true chain
-φ → x ~ p(x | φ) (``process.sample``) → m = f(x) (a property map) ``num_samples`` times and reports
+A model's predicted P(m ∈ M_d | φ*) is only as good as the model. :func:`evaluate` runs the true
+chain φ → x ~ p(x | φ) (``process.sample``) → m = f(x) (a property map) ``num_samples`` times and
+reports
 
 - Box: :math:`\hat p = \frac1n\sum_i 1[m_i ∈ M_d]` with the binomial standard error
   :math:`\sqrt{\hat p(1-\hat p)/n}`;
 - TargetValue: the mean utility :math:`\frac1n\sum_i e^{-τ\|m_i - m_t\|^2}` with s.e. sd/√n;
 - TargetDensity (O2): KL(p_target ‖ N(m̄, Σ̂)), a *Gaussian approximation* of p(m | φ) fitted to the
-  simulated m (closed form when the target is (multivariate) Normal, Monte Carlo over 4096
-  target draws
-  otherwise), with a bootstrap standard error (200 resamples of the simulated m).
+  simulated m (closed form when the target is (multivariate) Normal, Monte Carlo over 4096 target
+  draws otherwise), with a bootstrap standard error (200 resamples of the simulated m).
 
 Reproducibility and parallelism follow data generation
-(``docs/architecture.md`` § "Randomness and seeding"): the simulations at φ_i are
-cut into
-chunks of ``chunk_size`` and chunk c draws with ``derive_seed(seed, i, c)``, so the answer does not
-depend on ``workers`` (a ``spawn`` process pool; each worker uses one torch thread).
+(``docs/architecture.md`` § "Randomness and seeding"): the simulations at φ_i are cut into chunks of
+``chunk_size`` and chunk c draws with ``derive_seed(seed, i, c)``, so the answer does not depend on
+``workers`` (a ``spawn`` process pool; each worker uses one torch thread).
 
 :func:`reference_map` evaluates the same on a tensor grid over the φ box (the paper's Figure 3) and
 :func:`design_table` prints a Table-1-style comparison of designs.
@@ -212,8 +210,7 @@ def evaluate(
 
     Returns:
         ``(value, se)`` tensors of shape ``phi.shape[:-1]`` (0-d for one φ); with
-        ``return_samples``,
-        ``(value, se, m)``.
+        ``return_samples``, ``(value, se, m)``.
 
     Raises:
         ValueError: φ outside the process bounds or of the wrong dimension, d_m mismatch, bad sizes.

@@ -1,12 +1,11 @@
 r"""``method="nuts"``: the No-U-Turn sampler on the design posterior p(φ, z | target).
 
-``pyro.infer.NUTS`` in ``MCMC`` on the Pyro model of
-:func:`~psppyro.design.posterior.design_model`. Chains run one after another in this process (each
-with its own derived seed): Pyro's multi-chain mode forks worker processes, which is fragile with
-torch threads and not faster on a 2-core machine. NUTS needs an exact log-density, so O1 is only
-allowed when the target's log utility has a closed form for the model
-(``target.exact_log_density``: diagonal-Normal property model, no temperature); a Monte Carlo
-factor would make the sampler invalid.
+``pyro.infer.NUTS`` in ``MCMC`` on the Pyro model of :func:`~psppyro.design.posterior.design_model`.
+Chains run one after another in this process (each with its own derived seed): Pyro's multi-chain
+mode forks worker processes, which is fragile with torch threads and not faster on a 2-core machine.
+NUTS needs an exact log-density, so O1 is only allowed when the target's log utility has a closed
+form for the model (``target.exact_log_density``: diagonal-Normal property model, no temperature); a
+Monte Carlo factor would make the sampler invalid.
 
 Per draw it records ``diverging``, the Hamiltonian ``energy`` at the start of the transition
 (potential + fresh kinetic energy, what ``arviz.plot_energy`` / BFMI need) and ``lp`` = −potential

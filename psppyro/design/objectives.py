@@ -17,15 +17,12 @@ unbiased for P(m ∈ M_d | φ) (or E[u]). Its log, used by SGA, is biased low by
 
     \widehat{KL}(φ) = -H(p_{target}) - \frac1K\sum_k \log \frac1M \sum_j p(m_k \mid φ, z_j).
 
-The inner log-mean-exp is a consistent but biased estimator of log p(m_k | φ): by Jensen,
-E[log p̂] ≤ log p, with bias ≈ −Var_z[p(m|φ,z)] / (2 M p(m|φ)²) (delta method). The KL is therefore
-over-estimated by that amount; it vanishes as M grows and matters most where the target puts
-mass in the
-tails of p(m | φ). The reported standard error covers the outer (target) average only. When the
-target
-distribution has no ``entropy()``, the cross-entropy −E_target[log p(m|φ)] is reported instead
-(the KL up
-to a φ-independent constant; same minimizer).
+The inner log-mean-exp is a consistent but biased estimator of log p(m_k | φ): by Jensen, E[log p̂]
+≤ log p, with bias ≈ −Var_z[p(m|φ,z)] / (2 M p(m|φ)²) (delta method). The KL is therefore
+over-estimated by that amount; it vanishes as M grows and matters most where the target puts mass in
+the tails of p(m | φ). The reported standard error covers the outer (target) average only. When the
+target distribution has no ``entropy()``, the cross-entropy −E_target[log p(m|φ)] is reported
+instead (the KL up to a φ-independent constant; same minimizer).
 """
 
 from __future__ import annotations

@@ -13,12 +13,10 @@ the mode is the O1 optimum (under a flat prior) and the spread shows how robust 
 ``TargetValue`` uses u = E[exp(−τ‖m − m_t‖²) | φ, z] (≤ 1, so still a valid likelihood).
 
 **O2 as pseudo-data** (``TargetDensity``). KL(p_target ‖ p(m|φ)) is minimized by the
-maximum-likelihood φ
-of infinitely many draws from p_target, so the Bayesian analogue conditions on N target draws
-m_1..N ~ p_target, each with its own latent: p(φ, z_{1:N} | m_{1:N}) ∝ p(φ) ∏_i p(m_i | φ, z_i)
-p(z_i).
-Its φ-marginal concentrates on the O2 minimizer as N grows (width ∝ 1/√N, so N sets the "strength"
-of the target; option ``num_pseudo_data``, default 20).
+maximum-likelihood φ of infinitely many draws from p_target, so the Bayesian analogue conditions on
+N target draws m_1..N ~ p_target, each with its own latent: p(φ, z_{1:N} | m_{1:N}) ∝ p(φ) ∏_i
+p(m_i | φ, z_i) p(z_i). Its φ-marginal concentrates on the O2 minimizer as N grows (width ∝ 1/√N, so
+N sets the "strength" of the target; option ``num_pseudo_data``, default 20).
 
 **Methods.**
 
@@ -26,20 +24,16 @@ of the target; option ``num_pseudo_data``, default 20).
   Gaussian in the unconstrained space fits box-shaped posteriors poorly
   (``docs/architecture.md`` § "Measured figures"): check the PSIS k̂ reported in ``diagnostics`` (k̂
   > 0.7: the guide is unreliable).
-- ``nuts``: ``pyro.infer.NUTS`` in ``MCMC``. Chains run one after another in this process (each
-with its
-  own derived seed): Pyro's multi-chain mode forks worker processes (``mp_context``) which is
-  fragile with
-  torch threads and not faster on a 2-core machine. NUTS needs an exact log-density, so O1 is only
-  allowed when the target's log utility has a closed form (diagonal-Normal property model, no
-  temperature); otherwise the Monte Carlo factor would be noisy and the sampler invalid.
-- ``flow``: a zuko flow (``nsf`` default, ``maf``, ``cnf``) over the unconstrained joint vector
-  (φ, z), wrapped by :class:`pyro.contrib.zuko.ZukoToPyro` as an auxiliary guide site; φ is
-  mapped to its
-  box by ``biject_to`` and enters the model through a ``Delta`` site whose ``log_density`` is
-  minus the
-  log-Jacobian, so the guide density of φ is exact. (``ZukoToPyro`` has no ``support``; the subclass
-  here adds it for Pyro's validation.)
+- ``nuts``: ``pyro.infer.NUTS`` in ``MCMC``. Chains run one after another in this process (each with
+  its own derived seed): Pyro's multi-chain mode forks worker processes (``mp_context``) which is
+  fragile with torch threads and not faster on a 2-core machine. NUTS needs an exact log-density, so
+  O1 is only allowed when the target's log utility has a closed form (diagonal-Normal property
+  model, no temperature); otherwise the Monte Carlo factor would be noisy and the sampler invalid.
+- ``flow``: a zuko flow (``nsf`` default, ``maf``, ``cnf``) over the unconstrained joint vector (φ,
+  z), wrapped by :class:`pyro.contrib.zuko.ZukoToPyro` as an auxiliary guide site; φ is mapped to
+  its box by ``biject_to`` and enters the model through a ``Delta`` site whose ``log_density`` is
+  minus the log-Jacobian, so the guide density of φ is exact. (``ZukoToPyro`` has no ``support``;
+  the subclass here adds it for Pyro's validation.)
 
 After fitting a guide, ``num_samples`` guide draws are scored against the model: log w = log p
 − log q. Their Pareto-smoothed k̂ (:func:`~psppyro.design.arviz_io.psis_khat`) is the guide-quality

@@ -7,16 +7,13 @@ Carlo estimator over a fixed set of M nuisance draws z_j ~ N(0, I):
 
     \log \hat P(φ) = \log \frac{1}{B}\sum_{j ∈ \text{batch}} u(φ, z_j),
 
-differentiated through ``property_dist`` (closed-form box probability for Normal property
-models, see
-:mod:`psppyro.design.targets`). One *epoch* sweeps the M draws in shuffled batches of B; after every
-epoch the full-sample objective :math:`\log \frac1M\sum_{j=1}^M u(φ, z_j)` is evaluated and,
-when it has
-not improved for ``patience`` epochs, the learning rate is divided by ``decay``. The paper's
-defaults are
-M = 50 000, B = 100, Adam with lr = 0.2, decay 4 after 2 stalled epochs, 20 epochs. Several restarts
-(independent initial φ drawn from the prior) run vectorized; the restart with the best final
-full-sample objective wins, and its best epoch's φ is returned.
+differentiated through ``property_dist`` (closed-form box probability for Normal property models,
+see :mod:`psppyro.design.targets`). One *epoch* sweeps the M draws in shuffled batches of B; after
+every epoch the full-sample objective :math:`\log \frac1M\sum_{j=1}^M u(φ, z_j)` is evaluated and,
+when it has not improved for ``patience`` epochs, the learning rate is divided by ``decay``. The
+paper's defaults are M = 50 000, B = 100, Adam with lr = 0.2, decay 4 after 2 stalled epochs, 20
+epochs. Several restarts (independent initial φ drawn from the prior) run vectorized; the restart
+with the best final full-sample objective wins, and its best epoch's φ is returned.
 
 φ stays in its box through an unconstraining bijection: φ = l + (h − l)·sigmoid(v) for finite bounds
 (``torch.distributions.biject_to``), the identity for unbounded components (models with

@@ -11,8 +11,7 @@ log u(φ, z), whose average over the nuisance latent z gives the design objectiv
     u(φ, z) = P(m ∈ M_d \mid φ, z), \qquad P(m ∈ M_d \mid φ) = E_{z}[u(φ, z)].
 
 When p(m | φ, z) is a diagonal Normal (``Independent(Normal(μ, σ), 1)``) the box probability
-factorizes
-and is computed in closed form, in log space:
+factorizes and is computed in closed form, in log space:
 
 .. math::
 
@@ -21,16 +20,12 @@ and is computed in closed form, in log space:
 
 with :math:`\log(Φ(b) - Φ(a)) = \log Φ(b) + \log(1 - e^{\log Φ(a) - \log Φ(b)})` evaluated with
 ``torch.special.log_ndtr`` and a stable ``log1mexp``. In the upper tail (a + b > 0) the symmetric
-form
-Φ(−a) − Φ(−b) is used instead, so both tails keep full relative precision (a box 40 standard
+form Φ(−a) − Φ(−b) is used instead, so both tails keep full relative precision (a box 40 standard
 deviations away still has a finite log-probability and a useful gradient). For any other
-distribution the
-probability is estimated by Monte Carlo with ``num_mc`` reparameterized samples of m. The
-indicator has
-zero gradient, so an optional ``temperature`` T > 0 replaces it by the smooth product of logistic
-sigmoids :math:`\prod_i σ((m_i - l_i)/T)\,σ((h_i - m_i)/T)` (then always estimated by Monte
-Carlo, for
-every distribution, so the objective is the same whatever the model).
+distribution the probability is estimated by Monte Carlo with ``num_mc`` reparameterized samples of
+m. The indicator has zero gradient, so an optional ``temperature`` T > 0 replaces it by the smooth
+product of logistic sigmoids :math:`\prod_i σ((m_i - l_i)/T)\,σ((h_i - m_i)/T)` (then always
+estimated by Monte Carlo, for every distribution, so the objective is the same whatever the model).
 
 **TargetValue** (O1 with a smooth utility) u(m) = exp(−τ‖m − m_t‖²). For a diagonal Normal the
 expectation is Gaussian-integral closed form,
@@ -41,11 +36,10 @@ expectation is Gaussian-integral closed form,
 
 and Monte Carlo otherwise.
 
-**TargetDensity** (objective O2): KL(p_target ‖ p(m | φ)) = −H(p_target) − E_{p_target}[log p(m
-| φ)]
-with the marginal p(m | φ) = E_z p(m | φ, z). It is not a per-(φ, z) utility; see
-:mod:`psppyro.design.objectives` for its estimator (a log-mean-exp over z samples, biased low by
-≈ Var_z[p(m|φ,z)] / (2 M p(m|φ)²) — so the KL is biased *high* by that much).
+**TargetDensity** (objective O2): KL(p_target ‖ p(m | φ)) = −H(p_target) − E_{p_target}[log
+p(m | φ)] with the marginal p(m | φ) = E_z p(m | φ, z). It is not a per-(φ, z) utility; see
+:mod:`psppyro.design.objectives` for its estimator (a log-mean-exp over z samples, biased low by ≈
+Var_z[p(m|φ,z)] / (2 M p(m|φ)²) — so the KL is biased *high* by that much).
 
 **Targets own their behaviour** (``docs/architecture.md`` § "The design protocol"): ``kind``
 (``"utility"`` for O1, ``"density"`` for O2), ``objective_name``, ``direction``, ``dim``, the
