@@ -336,7 +336,8 @@ def _run_train(args):
     val = open_dataset(args.val) if args.val else None
     unlabelled = open_dataset(args.unlabelled) if args.unlabelled else None
     model = PSPGen.from_dataset(
-        train, d_z0=args.d_z0, d_z1=args.d_z1, beta=args.beta, architecture=args.architecture
+        train, d_z0=args.d_z0, d_z1=args.d_z1, beta=args.beta, architecture=args.architecture,
+        seed=args.seed,
     )
     history = model.fit(
         train,

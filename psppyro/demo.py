@@ -241,7 +241,7 @@ def run_demo(out="demo_output", seed=0, quick=False, workers=None, config=None):
     t = time.perf_counter()
     _say(f"3/6 model: training PSP-GEN for {cfg.epochs} epochs")
     train, val = data.split(ds, (0.9, 0.1), seed=seed)
-    gen = models.PSPGen.from_dataset(train)
+    gen = models.PSPGen.from_dataset(train, seed=seed)
     history = gen.fit(
         train, val=val, epochs=cfg.epochs, batch_size=cfg.batch_size, seed=seed, progress=True
     )

@@ -239,6 +239,8 @@ class PSPGen(nn.Module):
         width (int): width of the x-branches and joint heads (decoder: 2·width).
         small_width (int): width of g and the m- and φ-branches (property head: 2·small_width).
         phi_names, m_names (list[str], optional): names stored with the model (for reports).
+        seed (int): seed of the initial network weights (drawn in a forked RNG, so torch's global
+            random state is left as it was); the same seed gives the same initial model.
 
     Raises:
         ValueError / TypeError: bad sizes, β ≤ 0, an unknown architecture, bad bounds.
@@ -268,7 +270,17 @@ class PSPGen(nn.Module):
         small_width=64,
         phi_names=None,
         m_names=None,
+        seed=0,
     ):
+        seed = check_seed("seed", seed)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(derive_seed(seed, 7))
+            self._construct(d_phi, x_shape, d_m, d_z0, d_z1, beta, architecture, phi_bounds,
+                            m_mean, m_std, width, small_width, phi_names, m_names)
+
+    def _construct(self, d_phi, x_shape, d_m, d_z0, d_z1, beta, architecture, phi_bounds, m_mean,
+                   m_std, width, small_width, phi_names, m_names):
+        """The constructor's body (networks drawn from the RNG state :meth:`__init__` set)."""
         super().__init__()
         # Python ints from here on: the configuration is written as JSON by save().
         d_phi, d_m, d_z0, d_z1, width, small_width = (
@@ -391,7 +403,7 @@ class PSPGen(nn.Module):
             d_z0, d_z1 (int, optional): override the defaults.
             beta (float): KL weight.
             architecture (str): ``"mlp"`` or ``"conv"``.
-            **kwargs: passed to the constructor (``width``, ``small_width``).
+            **kwargs: passed to the constructor (``width``, ``small_width``, ``seed``).
 
         Returns:
             PSPGen

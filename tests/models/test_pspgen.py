@@ -397,3 +397,14 @@ def test_conv_model_trains_on_a_lazy_128_store(tmp_path):
     phi, x, _ = make_triads(2, size=128, seed=1)
     assert gen.posterior_mean_property(phi, x, seed=0).shape == (2, 2)
     assert gen.sample_microstructures(phi, 1, seed=0).shape == (1, 2, 128, 128)
+
+
+def test_initial_weights_follow_the_seed_and_leave_the_global_rng_alone():
+    state = torch.random.get_rng_state()
+    a = PSPGen(2, (6, 6), 2, d_z0=3, d_z1=2, seed=5).state_dict()
+    b = PSPGen(2, (6, 6), 2, d_z0=3, d_z1=2, seed=5).state_dict()
+    c = PSPGen(2, (6, 6), 2, d_z0=3, d_z1=2, seed=6).state_dict()
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    weights = [k for k in a if a[k].is_floating_point() and a[k].numel() > 1]
+    assert any(not torch.equal(a[k], c[k]) for k in weights)
