@@ -58,7 +58,9 @@ class Detached(Batched):
 
 class Scalarizing(Batched):
     def property_dist(self, phi, z):
-        return Independent(Normal(torch.tensor([float(phi[0]), float(phi[1])]) + z, 0.5), 1)
+        # a typical unbatched user model: indexes phi as one point (detach: no torch warning)
+        p = phi.detach()
+        return Independent(Normal(torch.tensor([float(p[0]), float(p[1])]) + z, 0.5), 1)
 
 
 class NoDistribution(Batched):
