@@ -8,25 +8,13 @@ import math
 import numpy as np
 import pytest
 import torch
-from torch.distributions import Independent, Normal
 
 from psppyro.design import Box, DesignWarning, infer_design
 from psppyro.design.arviz_io import import_arviz
 from psppyro.design.results import judge
 
-A = torch.tensor([[1.0, 0.5], [0.0, 1.0]])
-
-
-class Toy:
-    phi_bounds = torch.tensor([[-3.0, 3.0], [-3.0, 3.0]])
-    latent_dim = 2
-    phi_names = ["alpha", "beta"]
-
-    def property_dist(self, phi, z):
-        return Independent(Normal(phi @ A.T + 0.5 * z, 0.5), 1)
-
-
-BOX = Box([0.4, -0.6], [0.8, -0.2])
+from .test_infer import BOX
+from .test_infer import LinearToy as Toy
 
 
 def test_untrained_guide_warns_about_khat():

@@ -13,7 +13,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from scipy import ndimage
 
 from psppyro.properties import (
     extrapolate_permeability,
@@ -28,16 +27,13 @@ from psppyro.properties._brinkman import (
     solve_dbs_pcg,
 )
 
+from .test_permeability import smoothed_noise as _smoothed_noise
+
 MAC_SOLVERS = ["direct", "cholesky", "pcg"]
 
 
 def smoothed_noise(num, size, seed, sigma=1.5, void_fraction=0.6):
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(num):
-        g = ndimage.gaussian_filter(rng.standard_normal((size, size)), sigma, mode="wrap")
-        out.append(g > np.quantile(g, 1.0 - void_fraction))
-    return torch.tensor(np.stack(out), dtype=torch.float64)
+    return _smoothed_noise(num, size, seed, sigma=sigma, void_fraction=void_fraction)
 
 
 def layers(n, rows):
