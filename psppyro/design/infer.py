@@ -54,7 +54,7 @@ from .registry import RESERVED, MethodOutput, get_method
 from .results import DesignResult, judge, to_json_value, warn_all
 from .targets import as_target
 
-__all__ = ["infer_design", "to_inference_data"]
+__all__ = ["infer_design"]
 
 
 def _choose_point(cm, target, samples, point, num_candidates, num_eval_samples, seed):

@@ -36,19 +36,7 @@ from .._validation import as_tensor, check_int, check_last_dim
 from .protocol import as_checked
 from .targets import as_target
 
-__all__ = ["estimate_objective", "log_marginal_density", "objective_name"]
-
-
-def objective_name(target) -> str:
-    """``target.objective_name``: 'probability' (Box), 'expected_utility' or 'kl'.
-
-    Example::
-
-        >>> from psppyro.design import Box
-        >>> objective_name(Box([0.0], [1.0]))
-        'probability'
-    """
-    return as_target(target).objective_name
+__all__ = ["estimate_objective", "log_marginal_density"]
 
 
 def _prepare_phi(cm, phi):

@@ -19,7 +19,7 @@ Example::
     ['svi', 'nuts']
 """
 
-from ..design.infer import to_inference_data
+from ..design.arviz_io import to_inference_data
 from .plots import pair_plot, plot_history, plot_microstructures, plot_reference_map
 
 __all__ = [
