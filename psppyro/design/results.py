@@ -90,7 +90,8 @@ def judge(diagnostics: dict, target, value: float, se: float, method: str) -> li
         out.append(
             f"PSIS k-hat = {khat:.3g} > {KHAT_MAX}: the {method} guide does not fit the design "
             "posterior, so its draws (and importance weights) are unreliable; run longer "
-            "(num_steps), or use method='flow' or 'nuts'"
+            "(num_steps), or use "
+            + " or ".join(f"method={m!r}" for m in ("flow", "nuts") if m != method)
         )
     r_hat = [r for r in diagnostics.get("r_hat", []) or [] if r is not None and r == r]
     if r_hat and max(r_hat) > RHAT_MAX:
