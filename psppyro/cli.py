@@ -1,4 +1,5 @@
-"""Command-line interface: ``psppyro generate | train | design | evaluate | verify | demo``.
+"""Command-line interface: ``psppyro generate | train | design | evaluate | verify | benchmark``
+and ``psppyro demo``.
 
 Each sub-command lives in its own pair of functions, ``_add_<name>(subparsers)`` (arguments) and
 ``_run_<name>(args)`` (work), and imports what it needs lazily so that ``psppyro --help`` is
@@ -568,8 +569,55 @@ def _run_verify(args):
     return 0
 
 
+# --------------------------------------------------------------------------- benchmark
+def _add_benchmark(sub):
+    p = sub.add_parser(
+        "benchmark",
+        help="run a seed paper's protocol end to end and write its tables and figures",
+        description="Run a benchmark case (see --list): data, training, design, and a check of "
+        "every design by true simulation; writes results.json, results.md (the paper's layout, "
+        "its numbers beside ours), figures and a wall-time table into --out.",
+    )
+    p.add_argument("case", nargs="?", metavar="CASE", help="the case to run (see --list)")
+    p.add_argument("--list", action="store_true", help="list the cases and exit")
+    p.add_argument("--scale", type=float, default=1.0,
+                   help="shrink every size by this factor, 0 < s <= 1 (default 1: the paper's)")
+    p.add_argument("--out", default=None, help="output folder (default: benchmark_output/CASE)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_run_benchmark)
+
+
+def _run_benchmark(args):
+    from pathlib import Path
+
+    from psppyro._validation import check_seed
+    from psppyro.cases import describe_cases, get_case
+
+    if args.list:
+        print(describe_cases())
+        return 0
+    if args.case is None:
+        raise ValueError("CASE is required (psppyro benchmark --list shows the cases)")
+    check_seed("--seed", args.seed)
+    if not (0.0 < args.scale <= 1.0):
+        raise ValueError(f"--scale must be in (0, 1], got {args.scale:g}")
+    out = Path(args.out if args.out is not None else os.path.join("benchmark_output", args.case))
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {str(out)!r} is a file; give a folder")
+    parent = out.resolve().parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise ValueError(f"--out {str(out)!r}: the folder {str(parent)!r} is missing or read-only")
+    run = get_case(args.case)
+    out.mkdir(exist_ok=True)
+    run(args.case, scale=args.scale, out=out, seed=args.seed, progress=not args.no_progress)
+    print(f"results written to {out}")
+    return 0
+
+
 # --------------------------------------------------------------------------- main
-_COMMANDS = (_add_demo, _add_generate, _add_train, _add_design, _add_evaluate, _add_verify)
+_COMMANDS = (_add_demo, _add_generate, _add_train, _add_design, _add_evaluate, _add_verify,
+             _add_benchmark)
 
 
 def build_parser() -> argparse.ArgumentParser:

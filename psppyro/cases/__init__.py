@@ -1,0 +1,91 @@
+r"""Benchmark cases: the seed papers' protocols run end to end (``psppyro benchmark NAME``).
+
+A case generates (or reuses) its data sets, trains its models, designs, checks every design by true
+simulation and writes ``results.json``, a Markdown table ``results.md`` in the paper's layout
+(with the paper's own numbers beside ours), its figures and a per-stage wall-time table into one
+output folder. Cases sit on top of the stack (they use ``data``, ``models``, ``design`` and
+``diagnostics``; nothing imports them).
+
+Each case lives in one module that defines
+
+.. code-block:: python
+
+    def run(name: str, *, scale: float, out: pathlib.Path, seed: int, progress: bool) -> dict
+
+where ``scale`` shrinks every size (data set, epochs, Monte Carlo and simulation counts) for quick
+runs (``scale=1`` is the paper's protocol) and the returned dict is what ``results.json`` holds.
+:data:`CASES` maps each case name to its module (imported only when the case runs, so listing the
+cases is instant) and a one-line description.
+
+Example::
+
+    >>> "pspgen-paper-case1" in case_names()
+    True
+    >>> describe_cases().splitlines()[0].split()[0]
+    'pspgen-paper-case1'
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+
+__all__ = ["CASES", "case_names", "describe_cases", "get_case"]
+
+#: name → (module that defines ``run``, one-line description).
+CASES: dict[str, tuple[str, str]] = {
+    "pspgen-paper-case1": (
+        "psppyro.cases.pspgen_paper",
+        "PSP-GEN Case 1: 2-D phi, 36^2 Cahn-Hilliard, three permeability boxes (L, M, R)",
+    ),
+    "pspgen-paper-case3": (
+        "psppyro.cases.pspgen_paper",
+        "PSP-GEN Case 3: Case 1 with 128^2 microstructures",
+    ),
+    "pspgen-paper-case4": (
+        "psppyro.cases.pspgen_paper",
+        "PSP-GEN Case 4: Case 1 with semi-supervised training (few labelled triads)",
+    ),
+}
+
+
+def case_names() -> list[str]:
+    """The registered case names, in registration order.
+
+    Example::
+
+        >>> case_names()[:1]
+        ['pspgen-paper-case1']
+    """
+    return list(CASES)
+
+
+def describe_cases() -> str:
+    """One line per case: its name and description (for ``psppyro benchmark --list``).
+
+    Example::
+
+        >>> "Case 3" in describe_cases()
+        True
+    """
+    width = max(len(n) for n in CASES)
+    return "\n".join(f"{n:<{width}}  {d}" for n, (_, d) in CASES.items())
+
+
+def get_case(name: str) -> Callable[..., dict]:
+    """The ``run`` function of case ``name`` (its module is imported now).
+
+    Raises:
+        ValueError: ``name`` is not a registered case (the message lists them).
+
+    Example::
+
+        >>> get_case("no-such-case")
+        Traceback (most recent call last):
+        ...
+        ValueError: case must be one of ['pspgen-paper-case1', ...], got 'no-such-case'
+    """
+    if name not in CASES:
+        raise ValueError(f"case must be one of {case_names()}, got {name!r}")
+    module = importlib.import_module(CASES[name][0])
+    return module.run
