@@ -1,9 +1,24 @@
-"""Sphinx configuration for psppyro's documentation (``make docs``)."""
+"""Sphinx configuration for psppyro's documentation (``make docs``).
+
+The tutorial notebooks live in ``tutorials/`` (built from ``tutorials/src/`` by
+``tutorials/_build_notebooks.py``); Sphinx reads documents only below ``docs/``, so they are copied
+to ``docs/tutorials/`` (git-ignored) on every build and rendered by myst-nb without executing them
+(``nb_execution_mode = "off"``: they are stored without outputs; the test suite executes them).
+"""
 
 import os
+import shutil
 import sys
+from pathlib import Path
 
 sys.path.insert(0, os.path.abspath(".."))
+
+_DOCS = Path(__file__).resolve().parent
+_COPIES = _DOCS / "tutorials"
+shutil.rmtree(_COPIES, ignore_errors=True)
+_COPIES.mkdir()
+for _nb in sorted((_DOCS.parent / "tutorials").glob("[0-9][0-9]_*.ipynb")):
+    shutil.copy2(_nb, _COPIES / _nb.name)
 
 project = "psppyro"
 author = "psppyro developers"
@@ -15,9 +30,11 @@ extensions = [
     "sphinx.ext.mathjax",
     "sphinx.ext.napoleon",
     "sphinx.ext.viewcode",
-    "myst_parser",
+    "myst_nb",  # includes myst_parser: Markdown pages and notebooks
 ]
-source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
+nb_execution_mode = "off"
+# $…$ and $$…$$ math in the notebooks' Markdown cells
+myst_enable_extensions = ["dollarmath"]
 # Markdown headings get anchors, so docstrings and pages can link to
 # ``architecture.md#cell-and-units`` and the like.
 myst_heading_anchors = 3
