@@ -432,9 +432,9 @@ def _check_inputs(x, youngs, poisson, plane, method, refine, ndim, columns):
         raise ValueError(
             f"plane must be 'strain' (the default, unused) for 3-D volumes, got {plane!r}"
         )
-    check_choice("method", method, ("fft", "fem"))
-    if method == "fem" and ndim != 2:
-        raise ValueError(f"method='fem' is available in 2-D only, got ndim={ndim}")
+    check_choice("method", method, ("fft", "staggered", "fem", "extrapolated"))
+    if method != "fft" and ndim != 2:
+        raise ValueError(f"method={method!r} is available in 2-D only, got ndim={ndim}")
     check_int("refine", refine, minimum=1)
     E = _pair("youngs", youngs, lambda v: _check_positive_modulus(v))
     nu = _pair("poisson", poisson, lambda v: check_interval("poisson", v, -1.0, 0.5))
@@ -548,6 +548,21 @@ def elasticity(
     ):
         raise ValueError(f"rtol must be a number > 0 or None, got {rtol!r}")
     maxiter = check_int("maxiter", maxiter, minimum=1)
+    if method == "extrapolated":
+        means, infos = [], []
+        for r in (refine, 2 * refine):
+            pair = [elasticity(x, youngs, poisson, plane, m, r, ndim, dtype, rtol, maxiter, columns,
+                               return_info=True) for m in ("staggered", "fft")]
+            means.append(0.5 * (pair[0][0] + pair[1][0]))
+            infos.extend(info for _, info in pair)
+        C = 2.0 * means[1] - means[0]
+        if not return_info:
+            return C
+        return C, {
+            "iterations": sum(i["iterations"] for i in infos),
+            "converged": torch.stack([i["converged"] for i in infos]).all(0),
+            "residual": torch.stack([i["residual"] for i in infos]).amax(0),
+        }
 
     batch_shape = x.shape[:-ndim]
     grid = x.shape[-ndim:]
@@ -565,7 +580,15 @@ def elasticity(
         return (C, None) if return_info else C
     if rtol is None:
         rtol = 1e-8 if dtype == torch.float64 else 1e-5
-    C, info = _elasticity_fft(xs.to(dtype), (lam0, lam1), (mu0, mu1), ndim, columns, rtol, maxiter)
+    if method == "staggered":
+        from ._elasticity_staggered import elasticity_staggered
+
+        C, info = elasticity_staggered(xs.to(dtype), (lam0, lam1), (mu0, mu1),
+                                       _reference((lam0, lam1), (mu0, mu1), ndim), columns, rtol,
+                                       maxiter)
+    else:
+        C, info = _elasticity_fft(xs.to(dtype), (lam0, lam1), (mu0, mu1), ndim, columns, rtol,
+                                  maxiter)
     if not bool(info["converged"].all()):
         flat_info = {key: value.reshape(-1) for key, value in info.items()}
         raise_if_not_converged(

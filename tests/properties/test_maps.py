@@ -43,14 +43,16 @@ def test_log_permeability_map_matches_function():
 
 def test_rixner_maps_are_the_documented_combinations():
     x = _image(0)
-    K = conductivity(x, phases=(1.0, 50.0))
-    C = elasticity(x, youngs=(1.0, 50.0), poisson=0.3, plane="strain")
+    K = conductivity(x, phases=(1.0, 50.0), method="extrapolated")
+    C = elasticity(x, youngs=(1.0, 50.0), poisson=0.3, plane="strain", method="extrapolated")
     m1 = property_map("rixner_o1")(x)
     m2 = property_map("rixner_o2")(x)
-    assert m1.shape == m2.shape == (2, 2)
-    torch.testing.assert_close(m1[:, 0], K[:, 0, 0])
-    torch.testing.assert_close(m1[:, 1], 0.5 * (C[:, 0, 0] + C[:, 1, 1]))
-    torch.testing.assert_close(m2, torch.stack([K[:, 0, 0], K[:, 1, 1]], -1))
+    assert m1.shape == m2.shape == (2, 2) and m1.dtype == m2.dtype == torch.float64
+    # the maps solve in float32 (CG rtol 1e-5): agree with the float64 solve to ~1e-5
+    tol = {"rtol": 1e-4, "atol": 0.0}
+    torch.testing.assert_close(m1[:, 0], K[:, 0, 0], **tol)
+    torch.testing.assert_close(m1[:, 1], 0.5 * (C[:, 0, 0] + C[:, 1, 1]), **tol)
+    torch.testing.assert_close(m2, torch.stack([K[:, 0, 0], K[:, 1, 1]], -1), **tol)
 
 
 def test_c11_3d_is_first_stiffness_entry_of_a_volume():
