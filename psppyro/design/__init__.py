@@ -31,6 +31,7 @@ Example::
 
 # The built-in methods register themselves on import, in this order: sga, svi, nuts, flow.
 from . import sga, svi, nuts, flow  # noqa: I001,F401  (registration order matters)
+from .amortized import AmortizedDesigner, BoxFamily, DensityFamily, TargetFamily, ValueFamily
 from .arviz_io import to_inference_data
 from .compare import Comparison, compare_posteriors, energy_distance, wasserstein_1d
 from .evaluate import ReferenceMap, design_table, evaluate, reference_map, simulate_properties
@@ -48,9 +49,15 @@ from .registry import (
     unregister_method,
 )
 from .results import DesignResult, DesignWarning
+from .robustness import RobustnessCurve, robustness, robustness_curve
 from .targets import Box, Target, TargetDensity, TargetValue
 
 __all__ = [
+    "AmortizedDesigner",
+    "BoxFamily",
+    "DensityFamily",
+    "TargetFamily",
+    "ValueFamily",
     "PAPER_CASES",
     "PaperDesign",
     "paper_reference",
@@ -79,6 +86,9 @@ __all__ = [
     "method_names",
     "method_options",
     "reference_map",
+    "RobustnessCurve",
+    "robustness",
+    "robustness_curve",
     "register_method",
     "simulate_properties",
     "to_inference_data",

@@ -21,11 +21,13 @@ Example::
 
 from ..design.arviz_io import to_inference_data
 from .plots import pair_plot, plot_history, plot_microstructures, plot_reference_map
+from .robustness_plot import plot_robustness
 
 __all__ = [
     "pair_plot",
     "plot_history",
     "plot_microstructures",
     "plot_reference_map",
+    "plot_robustness",
     "to_inference_data",
 ]
