@@ -13,7 +13,7 @@ Example::
     torch.Size([2, 2])
 """
 
-from .conductivity import conductivity, hashin_shtrikman_bounds, wiener_bounds
+from .conductivity import conductivity, corner_exponent, hashin_shtrikman_bounds, wiener_bounds
 from .elasticity import elasticity, isotropic_stiffness, lame
 from .maps import PROPERTY_MAPS, PropertyMap, property_map
 from .permeability import (
@@ -29,6 +29,7 @@ __all__ = [
     "PROPERTY_MAPS",
     "PropertyMap",
     "conductivity",
+    "corner_exponent",
     "elasticity",
     "extrapolate_permeability",
     "hashin_shtrikman_bounds",

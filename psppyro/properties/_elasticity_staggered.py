@@ -1,4 +1,4 @@
-r"""Staggered-grid (finite-volume type) 2-D periodic elasticity, the lower side of the bracket (private).
+r"""Staggered-grid 2-D periodic elasticity, the lower side of the bracket (private).
 
 The counterpart of the finite-volume conductivity scheme for plane elasticity (the staggered grid of
 Schneider, Ospald & Kabel 2016, on the pixel grid). Unknowns: the fluctuation :math:`u_1` on the
@@ -21,7 +21,7 @@ with the macroscopic strain added gives :math:`A u = b`; the effective stiffness
 (normal stresses over pixels, shear over corners). Two stiff pixels that touch only at a corner
 share no face and a soft corner modulus, so, like the finite volumes for conductivity, this scheme
 under-estimates media with corner contacts, while the conforming Q1 elements over-estimate them
-(``docs/architecture.md`` § "Properties").
+(``docs/architecture.md`` § "Verification and errors").
 
 Solver: batched CG (:func:`~psppyro.properties._krylov.batched_pcg`) preconditioned with the exact
 inverse of the same operator for a homogeneous reference medium, a Hermitian 2×2 block per wave
@@ -32,7 +32,8 @@ vector: with :math:`a = e^{\mathrm i\xi_1} - 1`, :math:`c = e^{\mathrm i\xi_2} -
     \hat A(\xi) = \begin{pmatrix} (\lambda + 2\mu)|a|^2 + \mu|c|^2 & (\lambda + \mu)\,a\bar c \\
     (\lambda + \mu)\,\bar a c & (\lambda + 2\mu)|c|^2 + \mu|a|^2 \end{pmatrix},
 
-whose determinant :math:`(\lambda + 2\mu)\mu(|a|^4 + |c|^4) + (2\lambda\mu + 4\mu^2)|a|^2|c|^2` vanishes
+whose determinant
+:math:`(\lambda + 2\mu)\mu(|a|^4 + |c|^4) + (2\lambda\mu + 4\mu^2)|a|^2|c|^2` vanishes
 only at :math:`\xi = 0` (rigid translations, set to zero).
 
 Reference: M. Schneider, F. Ospald & M. Kabel, *Computational homogenization of elasticity on a

@@ -74,6 +74,21 @@ against the Richardson-extrapolated value is 2.5 % (refine 1), 1.0 % (refine 2),
 for :math:`C_{11}` and :math:`(C_{11}+C_{22})/2`, 5.2 / 2.1 / 0.9 % for the shear modulus
 :math:`C_{33}` (``benchmarks/bench_elasticity.py``).
 
+**Corner contacts: the staggered grid and the converged value (2-D).** Like the scalar problem
+(:mod:`psppyro.properties.conductivity`, "Corner contacts"), media whose stiff pixels touch only at
+corners converge slowly (at contrast 50 the observed order of Q1 on an 8-pixel checkerboard falls
+from 0.66 to 0.53 between refine 1 and 16) and Q1 at refine 1 over-estimates such media by 12–16 %
+(``rixner64``). ``method="staggered"`` is the opposite-side discretization
+(:mod:`psppyro.properties._elasticity_staggered`: displacements on the pixel faces, normal stresses
+at the pixel centres, shear at the corners with the harmonic mean of the four shear moduli; exact
+for laminates and homogeneous cells like Q1): it lets no stress through a corner contact and
+under-estimates. ``method="extrapolated"`` returns :math:`2\bar C(2r) - \bar C(r)` with
+:math:`\bar C(r)` the mean of the two at ``refine=r``; against converged values (a joint fit of both
+schemes at refine 2, 4, 8 with a shared limit and the terms :math:`h^{q}`, :math:`h`, insensitive
+to q in [0.3, 0.6]) it is within 1 % on ``rixner64`` structures
+(``docs/results/property_accuracy.md``), and it is what the ``rixner_o1`` property map uses. Unlike
+the conductivity pair the staggered grid is not a proven bound (it is observed below Q1).
+
 **Cross-check (method="fem", 2-D).** An independent discretization with scikit-fem: P2 triangles
 (``ElementVector(ElementTriP2())``), two per (sub)pixel, piecewise-constant moduli, periodicity by
 identifying the dofs on opposite edges, a sparse direct solve (one factorization for the three load
@@ -485,9 +500,14 @@ def elasticity(
         poisson: Poisson's ratio, a number or a pair per phase, each in (-1, 0.5).
         plane: ``"strain"`` (default) or ``"stress"``, the 2-D plane state; must stay ``"strain"``
             in 3-D.
-        method: ``"fft"`` (Q1 voxel FEM, FFT-preconditioned batched CG, 2-D and 3-D) or ``"fem"``
-            (scikit-fem P2 triangles with a sparse direct solver, 2-D only, the cross-check).
-        refine: subdivide each pixel into ``refine**d`` sub-pixels (integer >= 1).
+        method: ``"fft"`` (Q1 voxel FEM, FFT-preconditioned batched CG, 2-D and 3-D;
+            over-estimates), ``"staggered"`` (staggered-grid finite differences, the same CG, 2-D;
+            under-estimates corner contacts), ``"extrapolated"`` (2-D: the mean of the two at
+            ``refine`` and ``2 * refine`` extrapolated at first order, the converged value to ~1 %
+            on corner-rich media) or ``"fem"`` (scikit-fem P2 triangles with a sparse direct
+            solver, 2-D only, the cross-check).
+        refine: subdivide each pixel into ``refine**d`` sub-pixels (integer >= 1); for
+            ``"extrapolated"`` the coarser of its two levels.
         ndim: spatial dimension, 2 (default) or 3: the last ``ndim`` dims of ``x`` are spatial, so
             a tensor of shape (B, N, N, N) is a batch of 2-D images unless ``ndim=3`` is given (the
             same rule as :func:`~psppyro.properties.conductivity`).
@@ -501,7 +521,8 @@ def elasticity(
             equals ``C[..., :, columns[k]]`` — e.g. ``columns=(0,)`` gives the first column, which
             holds ``C_11``, at 1/6 of the 3-D cost.
         return_info: also return a dict with ``iterations``, ``converged`` and ``residual`` of
-            shape (..., n_load_cases) (``"fft"`` only; ``None`` for ``"fem"``).
+            shape (..., n_load_cases) (``None`` for ``"fem"``; for ``"extrapolated"`` the
+            iterations summed and the worst residual over its four solves).
 
     Returns:
         Tensor of shape (..., 3, 3) (2-D, order (11, 22, 12)) or (..., 6, 6) (3-D, order 11, 22, 33,
@@ -514,7 +535,7 @@ def elasticity(
             ``maxiter`` is not an integer.
         ValueError: for non-binary or non-finite ``x``, too few dims for ``ndim``, ``ndim`` not in
             (2, 3), moduli <= 0 or non-finite, Poisson ratio outside (-1, 0.5), unknown ``plane`` or
-            ``method``, ``plane="stress"`` in 3-D, ``method="fem"`` in 3-D, bad ``refine``,
+            ``method``, ``plane="stress"`` in 3-D, a 2-D-only method in 3-D, bad ``refine``,
             ``columns``, ``dtype``, ``rtol`` or ``maxiter``.
         RuntimeError: if conjugate gradients do not reach ``rtol`` within ``maxiter`` iterations
             (the message names the samples).
@@ -537,6 +558,11 @@ def elasticity(
         torch.Size([2, 3, 3])
         >>> bool(torch.allclose(C, C.mT, atol=1e-8))
         True
+        >>> i = torch.arange(8)
+        >>> board = ((i[:, None] // 4 + i[None, :] // 4) % 2).float()   # corner contacts
+        >>> [round(elasticity(board, method=m)[0, 0].item(), 2)
+        ...  for m in ("staggered", "fft", "extrapolated")]
+        [3.55, 11.83, 5.96]
     """
     x = as_tensor("x", x)  # numpy arrays and nested sequences too, as permeability
     ndim, E, nu, columns = _check_inputs(x, youngs, poisson, plane, method, refine, ndim, columns)
