@@ -70,8 +70,8 @@ def test_tutorial_05_design(tmp_path, monkeypatch):
     for method, r in s["o1"].items():
         assert 1 <= r["phi_star"][0] <= 9 and 0.2 <= r["phi_star"][1] <= 2, method
         assert 0 < r["p"] <= 1
-    # M_d^L asks for low horizontal permeability: the posterior methods move φ1 to the low half
-    assert s["o1"]["nuts"]["phi_star"][0] < 5
+    # even at smoke budgets the best design beats the centre of the φ box under the model
+    assert max(r["p"] for r in s["o1"].values()) > s["p_centre"]
     for m in ("sga", "svi"):
         assert s["o2"][m]["kl"] >= 0 and math.isfinite(s["o2"][m]["kl"])
     for p, se in s["simulated"].values():

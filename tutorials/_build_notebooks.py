@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import sys
 import time
 from pathlib import Path
@@ -144,8 +145,12 @@ def main(argv=None) -> int:
     if args.run:
         for nb_path in sorted(HERE.glob("[0-9][0-9]_*.ipynb")):
             if "all" in args.run or nb_path.name[:2] in args.run:
+                before = resource.getrusage(resource.RUSAGE_CHILDREN)
                 nb, seconds = execute(nb_path, args.smoke)
-                print(f"{nb_path.name}: {seconds:.1f} s (load {os.getloadavg()[0]:.1f}); "
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the kernel, reaped
+                cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+                print(f"{nb_path.name}: {seconds:.1f} s wall, {cpu:.1f} s CPU of the kernel and "
+                      f"its workers (load {os.getloadavg()[0]:.1f}); "
                       f"summary {json.dumps(summary_of(nb))}", flush=True)
         return 0
     stale = []

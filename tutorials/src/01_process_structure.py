@@ -8,9 +8,9 @@
 # *paper-reconstructed* PSP-GEN processes side by side, and ends with a spectral density and a Pyro
 # process model of our own.
 #
-# **Run time** (full setting, measured on the project's 2-core machine while seven other jobs
-# shared it, so a quiet machine is faster): about 40 s. `PSPPYRO_SMOKE=1` shrinks every size (the
-# test suite runs it that way in a few seconds).
+# **Run time** (full setting, 48 microstructures per φ): 41 s wall, measured on the project's
+# 2-core machine at load ≈ 13 (eight engineers shared it), so a quiet machine is faster.
+# `PSPPYRO_SMOKE=1` shrinks every size: 7 s of CPU, as the default test suite runs it.
 #
 # Conventions used throughout: `docs/architecture.md` § "Arrays and axes" (axis −1 is x, axis −2
 # is y), § "Phases" (1 = void) and § "The PSP-GEN spectral density".
@@ -191,10 +191,12 @@ for name in readings:
               f"{float(med[i, 0]):12.2f} {float(med[i, 1]):12.2f}")
 
 # %% [markdown]
-# In the literal reading Cahn–Hilliard coarsens every structure into round blobs, so φ barely shows
-# in the images or in m; the paper reading keeps the streaks, and the permeability across them drops
-# by several units of ln k (about −9.4 at 36²: the leaky solid carries the flow when the void is
-# blocked).
+# In the literal reading Cahn–Hilliard on a one-pixel grid coarsens the streaks into blobs: in the
+# full setting (48 samples per φ) the correlation lengths along the two axes differ by less than a
+# factor 2 and the medians of ln k by about one unit. The paper reading keeps the streaks (the
+# correlation length along them reaches the 18-pixel censoring limit, about ten times the cross
+# length) and the permeability across them drops to ln k ≈ −9.4, where the leaky solid carries the
+# flow because the void is blocked.
 #
 # ## 5. Your own spectral density
 #
