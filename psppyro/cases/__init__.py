@@ -46,6 +46,16 @@ CASES: dict[str, tuple[str, str]] = {
         "psppyro.cases.pspgen_paper",
         "PSP-GEN Case 4: Case 1 with semi-supervised training (few labelled triads)",
     ),
+    "vae-regression": (
+        "psppyro.cases.inversion",
+        "VAE-Regression (Sardeshmukh): 3-D filtered volumes, C11; forward vs Reg-only CNN, "
+        "Gaussian vs mixture one-shot inverse",
+    ),
+    "gan-mdn": (
+        "psppyro.cases.inversion",
+        "GAN + MDN (Mao): rixner64 images, K11; REP of 30 one-shot samples per target vs latent "
+        "optimization",
+    ),
 }
 
 

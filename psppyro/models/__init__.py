@@ -7,6 +7,10 @@ Each method lives in one file; all of them satisfy the design protocol of
 - :class:`PSPGen` — PSP-GEN (Zang & Koutsourelakis 2025): z1 = g(φ), z0 ~ N(0, I),
   x ~ Bernoulli(D_x(z0, z1)), m ~ N(μ_m(z0, z1), σ_m²), amortized β-VAE guide, semi-supervised.
 - :func:`principal_components_for_variance` — the d_z1 rule (PCA of two-point correlations).
+- :class:`VAERegression` — Sardeshmukh et al.: p(c) p(z | c) p(x | z) with a Gaussian-mixture
+  conditional prior, regressor and encoder on one trunk, one-shot inverse; :class:`RegressionCNN`
+  its regression-only baseline; style statistics in :mod:`psppyro.models.style`.
+- :class:`GANMDN` — Mao et al.: DCGAN on binary microstructures + mixture density network p(z | y).
 
 Example::
 
@@ -17,7 +21,17 @@ Example::
     3
 """
 
+from .gan_mdn import GANMDN, MDN
 from .pspgen import PSPGen
 from .two_point import explained_variance_ratio, principal_components_for_variance
+from .vae_regression import RegressionCNN, VAERegression
 
-__all__ = ["PSPGen", "explained_variance_ratio", "principal_components_for_variance"]
+__all__ = [
+    "GANMDN",
+    "MDN",
+    "PSPGen",
+    "RegressionCNN",
+    "VAERegression",
+    "explained_variance_ratio",
+    "principal_components_for_variance",
+]
