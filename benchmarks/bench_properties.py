@@ -4,7 +4,10 @@ Runs, one after the other and each in its own interpreter (so thread settings do
 
 - ``bench_permeability.py``  — MAC vs Taylor–Hood Stokes: images/s, ratio, 128², accuracy table;
 - ``bench_conductivity.py``  — FFT-preconditioned CG: images/s at 36²/64², 3-D, accuracy table;
-- ``bench_elasticity.py``    — Q1 matrix-free CG: images/s at 36²/64², 3-D C11, accuracy table.
+- ``bench_elasticity.py``    — Q1 matrix-free CG: images/s at 36²/64², 3-D C11, accuracy table;
+- ``bench_property_accuracy.py`` — conductivity and elasticity against converged values on
+  rixner64 (corner contacts), pspgen36 and a checkerboard: lower/upper schemes, the extrapolated
+  bracket mean of the rixner maps, cost per image (``docs/results/property_accuracy.md``).
 
 Run::
 
@@ -23,7 +26,8 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-PARTS = ("bench_permeability.py", "bench_conductivity.py", "bench_elasticity.py")
+PARTS = ("bench_permeability.py", "bench_conductivity.py", "bench_elasticity.py",
+         "bench_property_accuracy.py")
 
 
 def main(argv=None):

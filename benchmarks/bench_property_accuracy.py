@@ -156,7 +156,14 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--skip-elasticity", action="store_true")
     parser.add_argument("--json", default=None, help="write the results to this JSON file")
-    args = parser.parse_args(argv)
+    parser.add_argument("--skip-accuracy", action="store_true",
+                        help="do nothing (for bench_properties.py -- --skip-accuracy)")
+    args, unknown = parser.parse_known_args(argv)  # bench_properties.py passes its extras to all
+    if unknown:
+        print(f"ignoring arguments {unknown}")
+    if args.skip_accuracy:
+        print("accuracy study skipped (--skip-accuracy)")
+        return
     if args.quick:
         args.n, args.ref_levels = 2, [1, 2, 4]
     torch.set_num_threads(args.threads)
