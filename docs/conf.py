@@ -7,6 +7,7 @@ to ``docs/tutorials/`` (git-ignored) on every build and rendered by myst-nb with
 """
 
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -56,3 +57,29 @@ rst_prolog = r"""
 .. |k(κ_s) − k_Stokes| replace:: \|k(κ_s) − k_Stokes\|
 .. |k| replace:: \|k\|
 """
+
+# Every other |x| in a docstring is an absolute value too, not a substitution: escape it before
+# reST sees it (outside ``literals`` and doctest lines), so a new docstring writing |ŷ − y*| does
+# not need a line above.
+_DEFINED = set(re.findall(r"^\.\. \|([^|]+)\| replace::", rst_prolog, re.MULTILINE))
+_BARS = re.compile(r"(?<![\\\w|])\|([^\s|`](?:[^|`]*[^\s|`\\])?)\|(?![\w|])")
+_LITERAL = re.compile(r"(``.*?``)")
+
+
+def _escape_bars(line):
+    if line.lstrip().startswith((">>>", "...")):
+        return line
+    parts = _LITERAL.split(line)
+    for i in range(0, len(parts), 2):  # even parts are outside ``literals``
+        parts[i] = _BARS.sub(
+            lambda m: m.group(0) if m.group(1) in _DEFINED else rf"\|{m.group(1)}\|", parts[i]
+        )
+    return "".join(parts)
+
+
+def _escape_absolute_values(app, what, name, obj, options, lines):
+    lines[:] = [_escape_bars(line) for line in lines]
+
+
+def setup(app):
+    app.connect("autodoc-process-docstring", _escape_absolute_values)

@@ -14,10 +14,11 @@
 # triads of the paper-reconstructed simulator and looks at what z1 and z0 learn — the paper's
 # Figures 5 and 6.
 #
-# **Run time** (full setting: 2 000 training triads, 40 epochs; 2-core machine shared with other
-# jobs): about 5 min, most of it training. `PSPPYRO_SMOKE=1` trains 2 epochs on 120 triads. The
-# paper's setting (10 000 triads, 500 epochs) is `psppyro train pspgen` on
-# `pspgen-paper-case1-train` — about an hour on 2 cores.
+# **Run time** (full setting: 2 000 training and 400 test triads, 40 epochs): 12 min wall on the
+# 2-core machine at load ≈ 23 (eight engineers shared it; a quiet machine is several times faster),
+# most of it training. `PSPPYRO_SMOKE=1` trains 2 epochs on 120 triads. The paper's setting
+# (10 000 triads, 500 epochs) is `psppyro train pspgen` on `pspgen-paper-case1-train` — about an
+# hour on a quiet 2-core machine.
 
 # %%
 import json
