@@ -15,7 +15,8 @@ The *converged value* is a joint least-squares fit of both schemes at the refere
 is not known in closed form; the fit is repeated with q = 0.3 and 0.6 and the spread is printed.
 
 Estimates compared (relative error against the converged value, median and max over samples and
-quantities) with their cost (ms per 64² image, this run, float64 unless stated):
+quantities) with their cost (ms per image of the data set, float64 unless stated; on the CPU the
+process time of the one thread, which a loaded machine inflates less than wall time):
 
 - ``lower r`` / ``upper r`` — one scheme at refine r;
 - ``Richardson upper (1,2)`` — one scheme extrapolated at first order, 2 X(2) − X(1);
@@ -58,9 +59,10 @@ SCHEMES = {"K": ("fft", "q1"), "C": ("staggered", "fft")}
 def solve(kind, x, method, refine, device, dtype=torch.float64):
     """Quantities (B, n_q) of property ``kind`` by one scheme, and seconds per image."""
     xd = x.to(device)
+    clock = time.process_time if device == "cpu" else time.perf_counter  # CPU: robust to load
     if device != "cpu":
         torch.cuda.synchronize()
-    t = time.perf_counter()
+    t = clock()
     if kind == "K":
         K = conductivity(xd, phases=PHASES, method=method, refine=refine, dtype=dtype)
         q = torch.stack([K[:, 0, 0], K[:, 1, 1]], -1)
@@ -70,7 +72,7 @@ def solve(kind, x, method, refine, device, dtype=torch.float64):
         q = (0.5 * (C[:, 0, 0] + C[:, 1, 1]))[:, None]
     if device != "cpu":
         torch.cuda.synchronize()
-    return q.double().cpu().numpy(), (time.perf_counter() - t) / x.shape[0]
+    return q.double().cpu().numpy(), (clock() - t) / x.shape[0]
 
 
 def joint_fit(levels, lower, upper, q):
@@ -126,11 +128,59 @@ def study(name, x, kind, args, q_list, ref_levels=None, exact=None):
 def map_cost(x, name, device):
     pm = property_map(name)
     xd = x.to(device)
-    t = time.perf_counter()
+    clock = time.process_time if device == "cpu" else time.perf_counter
+    t = clock()
     pm(xd)
     if device != "cpu":
         torch.cuda.synchronize()
-    return (time.perf_counter() - t) / x.shape[0] * 1e3
+    return (clock() - t) / x.shape[0] * 1e3
+
+
+def cost_table(args):
+    """CPU seconds per 64² rixner64 image (process time of this thread: robust to a loaded machine).
+
+    The former maps (finite volumes and Q1 elasticity at refine 1, float64) against the current
+    ones (``method="extrapolated"``, float32) and its parts.
+    """
+    proc = preset("rixner64")
+    x = proc.sample(torch.randn(args.cost_images, proc.d_phi,
+                                generator=torch.Generator().manual_seed(5)), 1, seed=6)[:, 0]
+    xd = x.to(args.device)
+    kw_c = {"youngs": PHASES, "poisson": 0.3, "columns": (0, 1)}
+    rows = [
+        ("former rixner_o2: K finite volumes r=1, float64",
+         lambda: conductivity(xd, phases=PHASES)),
+        ("former rixner_o1: + C Q1 r=1, float64",
+         lambda: (conductivity(xd, phases=PHASES), elasticity(xd, **kw_c))),
+        ("K finite volumes r=1, float32", lambda: conductivity(xd, phases=PHASES,
+                                                             dtype=torch.float32)),
+        ("K Q1 r=1, float32", lambda: conductivity(xd, phases=PHASES, method="q1",
+                                                  dtype=torch.float32)),
+        ("K finite volumes r=2, float32", lambda: conductivity(xd, phases=PHASES, refine=2,
+                                                             dtype=torch.float32)),
+        ("K Q1 r=2, float32", lambda: conductivity(xd, phases=PHASES, method="q1", refine=2,
+                                                  dtype=torch.float32)),
+        ("C staggered r=1, float32", lambda: elasticity(xd, method="staggered",
+                                                       dtype=torch.float32, **kw_c)),
+        ("C Q1 r=1, float32", lambda: elasticity(xd, dtype=torch.float32, **kw_c)),
+        ("rixner_o2 (K extrapolated, float32)", lambda: property_map("rixner_o2")(xd)),
+        ("rixner_o1 (K and C extrapolated, float32)", lambda: property_map("rixner_o1")(xd)),
+    ]
+    print(f"\n### cost per 64² image ({args.cost_images} rixner64 images, one batch, "
+          f"{args.device}, CPU seconds of the process)")
+    print("| solve | ms / image | × former rixner_o2 |")
+    print("|---|---|---|")
+    base = None
+    for label, fn in rows:
+        fn()  # warm-up
+        t0, w0 = time.process_time(), time.perf_counter()
+        fn()
+        if args.device != "cpu":
+            torch.cuda.synchronize()
+        t = (time.process_time() - t0 if args.device == "cpu" else time.perf_counter() - w0)
+        ms = t / x.shape[0] * 1e3
+        base = base or ms
+        print(f"| {label} | {ms:.0f} | {ms / base:.1f} |", flush=True)
 
 
 def print_result(res):
@@ -156,6 +206,8 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--skip-elasticity", action="store_true")
     parser.add_argument("--json", default=None, help="write the results to this JSON file")
+    parser.add_argument("--cost-only", action="store_true", help="only the cost table")
+    parser.add_argument("--cost-images", type=int, default=16)
     parser.add_argument("--skip-accuracy", action="store_true",
                         help="do nothing (for bench_properties.py -- --skip-accuracy)")
     args, unknown = parser.parse_known_args(argv)  # bench_properties.py passes its extras to all
@@ -170,6 +222,9 @@ def main(argv=None):
     print(f"# property accuracy — {platform.processor() or platform.machine()}, device "
           f"{args.device}, {torch.get_num_threads()} thread(s), load average "
           f"{os.getloadavg()[0]:.1f} at start")
+    cost_table(args)
+    if args.cost_only:
+        return
     qK = corner_exponent(PHASES)
     g = torch.Generator().manual_seed(12)
     sets = {}
