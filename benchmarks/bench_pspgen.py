@@ -30,6 +30,27 @@ Usage::
     python benchmarks/bench_pspgen.py --quick         # tiny smoke run (about a minute)
     python benchmarks/bench_pspgen.py --data train.zarr --test test.zarr --epochs 500 --device cuda
     python benchmarks/bench_pspgen.py --synthetic --scale 1 --epochs 5 --device cuda  # timing
+
+Two further modes (issue 11):
+
+``--speed``: seconds per epoch at batch 50 on 2 000 and 9 000 triads of 36² (the in-memory
+stand-in: the cost does not depend on the values) with the paper's sizes (d_z0 = 65, d_z1 = 21),
+projected to 500 epochs, for the working tree and for ``--baseline-rev`` (default ``c000bd0``,
+the main before issue 11), each in its own subprocess on the same machine in the same run, so the
+ratio is meaningful even on a loaded machine. The baseline's source comes from ``git archive``
+(nothing in the working tree changes)::
+
+    python benchmarks/bench_pspgen.py --speed --speed-epochs 2 --threads 1
+
+``--study``: the anti-memorization study on Case 1 (``pspgen-paper-case1-*`` presets at
+``--scale``, reference grid round(20 √s)² × ``--per-phi``): the same training (the harness's paper
+settings at ``--scale``, or ``--epochs``) for each variant — the default, weight decay, dropout,
+``architecture="paper"``, ``"conv"``, a smaller d_z0 — compared by the held-out property
+log-likelihood log p(m | φ) (marginal over z0 ~ N(0, I), what design uses; per test triad), the
+train/validation gap, the mean |P_model − P_sim| over the reference grid for the three boxes and
+the 90 % coverage. A variant whose option the installed PSPGen lacks is reported as such::
+
+    python benchmarks/bench_pspgen.py --study --scale 0.05 --threads 1
 """
 
 from __future__ import annotations
@@ -156,6 +177,155 @@ def _train(gen, train, epochs, batch_size, lr, seed, device, unlabelled=None, pr
                    patience=10 * epochs, seed=seed, device=device, progress=progress)
 
 
+_TIMING_CODE = r"""
+import json, sys, time, torch
+torch.set_num_threads(int(sys.argv[4]))
+sys.path.insert(0, sys.argv[1])
+from psppyro.models import PSPGen
+n, epochs = int(sys.argv[2]), int(sys.argv[3])
+g = torch.Generator().manual_seed(0)
+phi = torch.stack([1 + 8 * torch.rand(n, generator=g), 0.2 + 1.8 * torch.rand(n, generator=g)], -1)
+x = (torch.rand(n, 36, 36, generator=g) < 0.6).float()
+m = torch.randn(n, 2, generator=g) - 7
+gen = PSPGen(2, (36, 36), 2, d_z0=65, d_z1=21, phi_bounds=[[1, 9], [0.2, 2]])
+t = time.perf_counter()
+h = gen.fit((phi, x, m), epochs=epochs, batch_size=50, progress=False, patience=10 * epochs)
+wall = time.perf_counter() - t
+print(json.dumps({"n": n, "epochs": epochs, "wall": wall}))
+"""
+
+
+def _source_tree(rev, folder):
+    """Extract ``psppyro/`` of git revision ``rev`` into ``folder`` (git archive; no checkout)."""
+    import subprocess
+    import tarfile
+
+    os.makedirs(folder, exist_ok=True)
+    tar = os.path.join(folder, "src.tar")
+    with open(tar, "wb") as f:
+        subprocess.run(["git", "-C", ROOT, "archive", rev, "psppyro"], check=True, stdout=f)
+    with tarfile.open(tar) as t:
+        t.extractall(folder, filter="data")
+    return folder
+
+
+def _time_fit(src, n, epochs, threads):
+    import json
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", _TIMING_CODE, src, str(n), str(epochs),
+                          str(threads)], check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def speed(baseline_rev, epochs, threads, sizes=(2000, 9000)):
+    """s/epoch of the working tree and of ``baseline_rev`` (module docstring, ``--speed``)."""
+    import tempfile
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        trees = {"working tree": ROOT}
+        if baseline_rev:
+            trees[f"baseline {baseline_rev}"] = _source_tree(baseline_rev, tmp)
+        for n in sizes:
+            for label, src in trees.items():
+                r = _time_fit(src, n, epochs, threads)
+                rows.append((label, n, r["wall"] / r["epochs"]))
+    print(f"Speed: batch 50, 36^2, d_z0 = 65, d_z1 = 21, {epochs} epoch(s) timed, {threads} "
+          f"thread(s); loaded machine: compare rows of the same run")
+    print(f"   {'code':<22} {'triads':>7} {'s/epoch':>9} {'500 epochs, min':>16}")
+    for label, n, per in rows:
+        print(f"   {label:<22} {n:>7} {per:>9.2f} {per * 500 / 60:>16.1f}")
+    if baseline_rev:
+        for n in sizes:
+            new = [p for lab, k, p in rows if k == n and lab == "working tree"][0]
+            old = [p for lab, k, p in rows if k == n and lab != "working tree"][0]
+            print(f"   speed-up at {n} triads: {old / new:.2f}x")
+    return rows
+
+
+STUDY_VARIANTS = (
+    ("default", {}, {}),
+    ("weight_decay=1e-4", {}, {"weight_decay": 1e-4}),
+    ("weight_decay=1e-2", {}, {"weight_decay": 1e-2}),
+    ("dropout=0.2", {"dropout": 0.2}, {}),
+    ('architecture="paper"', {"architecture": "paper"}, {}),
+    ('architecture="conv"', {"architecture": "conv"}, {}),
+    ("d_z0=16", {"d_z0": 16}, {}),
+)
+
+
+def study(scale, per_phi, epochs, workdir, seed, num_samples, progress, only=None):
+    """The anti-memorization study (module docstring, ``--study``); returns the rows."""
+    from psppyro.cases import _calibration as cal
+    from psppyro.cases import pspgen_paper as harness
+    from psppyro.data import split
+    from psppyro.design import log_marginal_density, paper_targets
+
+    proto = harness.protocol("pspgen-paper-case1", scale)
+    epochs = epochs or proto["train_epochs"]
+    work = __import__("pathlib").Path(workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    train_ds, _ = harness._dataset("pspgen-paper-case1-train", scale, work, progress=progress)
+    test_ds, _ = harness._dataset("pspgen-paper-case1-test", scale, work, progress=progress)
+    ref_ds, _ = harness._dataset("pspgen-paper-case1-reference", scale, work,
+                                 per_phi=per_phi or proto["reference_per_phi"], progress=progress)
+    train, val = split(train_ds, (0.9, 0.1), seed=seed)
+    test = harness._test_tensors(test_ds)
+    dt = torch.get_default_dtype()
+    boxes = paper_targets("case1")
+    rows = []
+    for name, ctor, fit_kw in STUDY_VARIANTS:
+        if only and name not in only:
+            continue
+        try:
+            gen = PSPGen.from_dataset(train_ds, beta=2.0, seed=seed, **ctor)
+        except TypeError as err:
+            rows.append({"variant": name, "error": f"not available: {err}"})
+            continue
+        t0 = time.perf_counter()
+        try:
+            hist = gen.fit(train, val, epochs=epochs, batch_size=50, lr=1e-3, patience=epochs,
+                           lr_patience=proto["lr_patience"], seed=seed, progress=progress,
+                           **fit_kw)
+        except TypeError as err:
+            rows.append({"variant": name, "error": f"not available: {err}"})
+            continue
+        wall = time.perf_counter() - t0
+        with torch.no_grad():
+            ll = log_marginal_density(gen, test["phi"].to(dt), test["m"].to(dt), num_samples,
+                                      seed=seed + 1)
+        ok = torch.isfinite(ll)
+        prob = cal.probability_calibration(gen, boxes, ref_ds, num_samples, seed + 2)
+        cov = cal.interval_coverage(gen, test["phi"].to(dt), test["m"], 0.9, num_samples,
+                                    seed + 3)
+        train_loss = hist.get("train_loss", hist.get("loss"))
+        rows.append({
+            "variant": name, "wall": wall, "best_epoch": hist.get("best_epoch"),
+            "test_m_loglik": float(ll[ok].mean()),
+            "val_loss_best": float(min(v for v in hist["val_loss"] if v == v)),
+            "gap_last": float(hist["val_loss"][-1] - train_loss[-1]),
+            "mean_abs_dP": {t: c["mean_abs_error"] for t, c in prob.items()},
+            "coverage90": cov,
+        })
+    n_tr = int(train_ds.sizes["sample"])
+    print(f"Anti-memorization study, Case 1 at scale {scale:g} ({n_tr} triads, 90/10 split), "
+          f"{epochs} epochs, batch 50; test log p(m | phi) per triad (higher is better; z0 from "
+          f"the prior, {num_samples} draws); mean |P_model - P_sim| over the reference grid")
+    print(f"   {'variant':<22} {'log p(m|phi)':>12} {'best ep':>8} {'val-train gap':>14} "
+          f"{'|dP| L':>7} {'|dP| M':>7} {'|dP| R':>7} {'cov90':>12} {'wall s':>7}")
+    for r in rows:
+        if "error" in r:
+            print(f"   {r['variant']:<22} {r['error'][:90]}")
+            continue
+        d = r["mean_abs_dP"]
+        cov = "/".join(f"{c:.2f}" for c in r["coverage90"])
+        print(f"   {r['variant']:<22} {r['test_m_loglik']:>12.3f} {str(r['best_epoch']):>8} "
+              f"{r['gap_last']:>14.1f} {d['L']:>7.3f} {d['M']:>7.3f} {d['R']:>7.3f} {cov:>12} "
+              f"{r['wall']:>7.0f}")
+    return rows
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="tiny smoke run")
@@ -178,7 +348,25 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--progress", action="store_true")
+    ap.add_argument("--speed", action="store_true", help="only the before/after s/epoch table")
+    ap.add_argument("--baseline-rev", default="c000bd0",
+                    help="git revision timed as 'before' by --speed ('' for none)")
+    ap.add_argument("--speed-epochs", type=int, default=2)
+    ap.add_argument("--study", action="store_true", help="only the anti-memorization study")
+    ap.add_argument("--per-phi", type=int, default=None, help="--study: reference per grid point")
+    ap.add_argument("--variants", nargs="*", default=None, help="--study: run only these")
+    ap.add_argument("--num-samples", type=int, default=1000, help="--study: z draws")
     args = ap.parse_args(argv)
+    if args.speed:
+        speed(args.baseline_rev, args.speed_epochs, args.threads or 1)
+        return 0
+    if args.study:
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        study(args.scale, args.per_phi, args.epochs if args.epochs != 30 else None,
+              os.path.join(args.workdir, "study"), args.seed, args.num_samples, args.progress,
+              args.variants)
+        return 0
     if args.quick:
         args.scale = min(args.scale, 0.01)
         args.epochs = min(args.epochs, 3)

@@ -1,0 +1,668 @@
+r"""The PSP-GEN paper's Cases 1, 3 and 4 run end to end (``psppyro benchmark pspgen-paper-case*``).
+
+Zang & Koutsourelakis (PSP-GEN, §4.1–§4.5) train the generative model on triads (φ, x, m), then
+maximize :math:`P(m \in M_d \mid \varphi)` for three permeability boxes L, M, R by stochastic
+gradient ascent and judge each optimum :math:`\varphi_\text{prop}` on a 20 × 20 reference grid
+(500 microstructures per point) whose best point is :math:`\varphi_\text{ref}`. This module runs
+that protocol on the reconstructed simulator (``pspgen-paper-*`` dataset presets, see
+``docs/pspgen_reconstruction.md``), with every size multiplied by ``scale``:
+
+==========================  ==============================  ======================================
+stage                       paper (``scale = 1``)           at ``scale = s``
+==========================  ==============================  ======================================
+training set                2 500 φ × 4 (Case 3: × 1)       round(2 500 s) φ (preset scaling)
+test set                    500 φ × 4                       round(500 s) φ × 4
+reference grid              20 × 20 × 500                   round(20 √s)² × max(20, round(500 s))
+training                    500 epochs, batch 50, Adam      max(2, round(500 s)) epochs; lr ÷ 3
+                            lr 1e-3, ÷3 after 20 stalled    after max(5, round(20 s)) stalled
+                            epochs, 90/10 split, β = 2      epochs (a floor: 2 epochs reacts
+                                                            to noise)
+latent sizes                d_z0 ≈ 5 % of the pixels,       same (``PSPGen.from_dataset``)
+                            d_z1 = #PCs for 90 % variance
+SGA                         M = 50 000, batch 100, lr 0.2,  M = max(200, round(50 000 s)); 5
+                            ÷4 after 2 stalled, 20 epochs   epochs below s = 0.05 (smoke runs)
+NUTS / SVI over (φ, z0)     (not in the paper): 2 chains    draws and steps × s (floors in
+                            × (500 + 500), depth 10; SVI    :func:`protocol`); NUTS tree depth
+                            2 000 steps, 1 000 draws        6 below s = 0.1, 4 below 0.01
+check of every φ*           1 000 true simulations          max(20, round(1 000 s))
+==========================  ==============================  ======================================
+
+Case 3 (§4.4) is Case 1 with one microstructure per φ (2 500 triads) and Case 1's test and
+reference sets; Case 4 (§4.5) is the 128² process with its own boxes (Table 3). Case 1 is also
+trained with d_z1 = 2 (the paper's Figure 5 model).
+
+Outputs in ``out``: ``results.json`` (everything below, machine-readable), ``results.md`` (per
+model variant the paper's Table-1 layout — φ* / p per box for SGA (= φ_prop), NUTS and SVI,
+φ_ref / p from the reference grid, the paper's own φ_prop, φ_ref, φ_comp beside — the goal
+p(φ_prop) ≥ 0.97 p(φ_ref), the calibration of the model against the simulator
+(:mod:`psppyro.cases._calibration`) and a per-stage wall-time table), and figures: ``fig3_*.png``
+(reference and model maps of p(m ∈ M_d | φ) with the designs marked), ``fig4_*.png``
+(microstructures at φ*), ``fig5_*.png`` (the d_z1 = 2 model's z1 = g(φ) and p(m | φ*)),
+``fig6_*.png`` (m drawn with z0 from the encoder given one (φ, x) beside the true m).
+
+p(φ_ref) is reported twice: from the reference grid (the maximum of noisy grid estimates, biased
+upwards at small ``per_phi``) and from the same number of fresh simulations as φ*; the goal ratio
+uses the fresh one so that both sides are estimated alike. Nothing is tuned to the reference grid:
+it is only read after design.
+
+Data sets, trained models and the SGA results are kept in ``out/data`` and ``out/models``: a run
+into the same folder reuses complete stores, resumes interrupted ones (``psppyro.data.generate``)
+and reuses trained models (or resumes training from the newest checkpoint).
+
+Example::
+
+    >>> protocol("pspgen-paper-case1", 0.01)["train_epochs"]
+    5
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from psppyro._random import derive_seed
+from psppyro._validation import check_seed
+
+__all__ = ["CASE_SPECS", "protocol", "run"]
+
+#: name → the paper's case key and the dataset presets it uses.
+CASE_SPECS: dict[str, dict] = {
+    "pspgen-paper-case1": {
+        "paper": "case1",
+        "train": "pspgen-paper-case1-train",
+        "test": "pspgen-paper-case1-test",
+        "reference": "pspgen-paper-case1-reference",
+        "variants": {"dz1_default": None, "dz1_2": 2},
+    },
+    "pspgen-paper-case3": {
+        "paper": "case3",
+        "train": "pspgen-paper-case3-train",
+        "test": "pspgen-paper-case1-test",
+        "reference": "pspgen-paper-case1-reference",
+        "variants": {"dz1_default": None},
+    },
+    "pspgen-paper-case4": {
+        "paper": "case4",
+        "train": "pspgen-paper-case4-train",
+        "test": "pspgen-paper-case4-test",
+        "reference": "pspgen-paper-case4-reference",
+        "variants": {"dz1_default": None},
+    },
+}
+
+_METHODS = ("sga", "nuts", "svi")
+
+
+def _s(seed, *keys):
+    """A 31-bit seed derived from ``seed`` and ``keys`` (Pyro and NumPy take at most 32 bits)."""
+    return derive_seed(seed, *keys) % 2**31
+
+
+def _check_scale(scale):
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)):
+        raise TypeError(f"scale must be a number in (0, 1], got {scale!r}")
+    if not (math.isfinite(scale) and 0.0 < scale <= 1.0):
+        raise ValueError(f"scale must be in (0, 1], got {scale!r}")
+    return float(scale)
+
+
+def protocol(name: str, scale: float = 1.0) -> dict:
+    """Every size of case ``name`` at ``scale`` (the module table), as a dict.
+
+    Args:
+        name: one of :data:`CASE_SPECS`.
+        scale: factor in (0, 1]; 1 is the paper's protocol.
+
+    Returns:
+        dict: the case's presets and sizes (``train_epochs``, ``sga`` options, ``nuts``/``svi``
+        options, ``reference_per_phi``, ``eval_samples``, ...).
+
+    Raises:
+        ValueError / TypeError: unknown ``name``, ``scale`` outside (0, 1].
+
+    Example::
+
+        >>> p = protocol("pspgen-paper-case1")
+        >>> p["sga"]["num_z"], p["train_epochs"], p["eval_samples"]
+        (50000, 500, 1000)
+    """
+    if not isinstance(name, str) or name not in CASE_SPECS:
+        raise ValueError(f"name must be one of {list(CASE_SPECS)}, got {name!r}")
+    s = _check_scale(scale)
+    spec = CASE_SPECS[name]
+    return {
+        "case": name,
+        "paper": spec["paper"],
+        "scale": s,
+        "presets": {k: spec[k] for k in ("train", "test", "reference")},
+        "variants": dict(spec["variants"]),
+        "reference_per_phi": max(20, round(500 * s)),
+        "validation_fraction": 0.1,
+        "beta": 2.0,
+        "train_epochs": max(2, round(500 * s)),
+        "batch_size": 50,
+        "lr": 1e-3,
+        "lr_patience": max(5, round(20 * s)),
+        "lr_factor": 1.0 / 3.0,
+        "sga": {"num_z": max(200, round(50_000 * s)), "batch_size": 100, "lr": 0.2,
+                "decay": 4.0, "patience": 2, "epochs": 20 if s >= 0.05 else 5},
+        "nuts": {"num_samples": max(5, round(500 * s)), "warmup_steps": max(5, round(500 * s)),
+                 "num_chains": 2, "max_tree_depth": 10 if s >= 0.1 else (6 if s >= 0.01 else 4)},
+        "svi": {"num_steps": max(20, round(2000 * s)), "num_samples": max(100, round(1000 * s))},
+        "num_eval_samples": max(200, round(10_000 * s)),
+        "eval_samples": max(20, round(1000 * s)),
+        "calibration_samples": max(200, round(2000 * s)),
+        "gallery": 5,
+    }
+
+
+class _Clock:
+    """Per-stage wall times (seconds), in order."""
+
+    def __init__(self):
+        self.stages = {}
+
+    @contextlib.contextmanager
+    def __call__(self, stage):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.stages[stage] = self.stages.get(stage, 0.0) + time.perf_counter() - t0
+
+
+def _dataset(preset_name, scale, folder, per_phi=None, progress=True):
+    from psppyro.data import dataset_preset
+
+    p = dataset_preset(preset_name, scale=scale)
+    overrides = {} if per_phi is None else {"per_phi": per_phi}
+    path = folder / f"{preset_name}-s{scale:g}.zarr"
+    return p.generate(path, workers=1, progress=progress, **overrides), p
+
+
+def _train(ds, variant_dz1, proto, folder, label, seed, progress):
+    from psppyro.data import split
+    from psppyro.models import PSPGen
+
+    path = folder / f"{label}.pt"
+    hist_path = folder / f"{label}_history.json"
+    if path.is_file():
+        gen = PSPGen.load(path)
+        history = json.loads(hist_path.read_text()) if hist_path.is_file() else {}
+        return gen, history, True
+    train, val = split(ds, (1 - proto["validation_fraction"], proto["validation_fraction"]),
+                       seed=_s(seed, 3))
+    gen = PSPGen.from_dataset(ds, d_z1=variant_dz1, beta=proto["beta"], seed=_s(seed, 4))
+    ckpt = folder / f"{label}_checkpoints"
+    resume = True if any(ckpt.glob("epoch_*.pt")) else None
+    history = gen.fit(
+        train, val, epochs=proto["train_epochs"], batch_size=proto["batch_size"], lr=proto["lr"],
+        patience=proto["train_epochs"], lr_patience=proto["lr_patience"],
+        lr_factor=proto["lr_factor"], checkpoint_dir=str(ckpt),
+        checkpoint_every=max(1, proto["train_epochs"] // 5), resume=resume,
+        seed=_s(seed, 5), progress=progress,
+    )
+    gen.save(path)
+    hist_path.write_text(json.dumps(_jsonable(history), allow_nan=True))
+    return gen, history, False
+
+
+def _jsonable(x):
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, torch.Tensor):
+        return _jsonable(x.tolist())
+    if isinstance(x, np.ndarray):
+        return _jsonable(x.tolist())
+    if isinstance(x, (np.floating, np.integer)):
+        return x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None if math.isnan(x) else ("inf" if x > 0 else "-inf")
+    return x
+
+
+def _design(gen, box, method, proto, seed, progress):
+    from psppyro.design import DesignWarning, infer_design
+
+    opts = dict(proto[method])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DesignWarning)
+        res = infer_design(gen, box, method, seed=seed, progress=progress,
+                           num_eval_samples=proto["num_eval_samples"], **opts)
+    keep = ("r_hat", "ess_bulk", "divergences", "khat", "final_elbo", "restart_objectives")
+    diag = {k: _jsonable(v) for k, v in res.diagnostics.items() if k in keep}
+    return {
+        "phi_star": [float(v) for v in res.phi_star],
+        "p_model": res.probability,
+        "p_model_se": res.objective_se,
+        "wall_time": res.wall_time,
+        "warnings": list(res.warnings),
+        "diagnostics": diag,
+    }
+
+
+def _z1(gen, phi):
+    """z1 = g(φ) of a PSPGen (its process network on normalized φ)."""
+    fn = getattr(gen, "process_latent", None)
+    with torch.no_grad():
+        if callable(fn):
+            return fn(phi)
+        return gen.process_net(gen._normalize_phi(phi))
+
+
+def _fmt_phi(phi):
+    return "(" + ", ".join(f"{v:.3f}" for v in phi) + ")"
+
+
+def _grid_axes(phi):
+    """Sorted unique coordinates per axis and each point's (i, j) position."""
+    axes = [np.unique(np.round(phi[:, k], 9)) for k in range(phi.shape[1])]
+    pos = [np.searchsorted(a, np.round(phi[:, k], 9)) for k, a in enumerate(axes)]
+    return axes, pos
+
+
+def _fig3(path, name, targets, cal, designs, refs, variant):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axs = plt.subplots(2, len(targets), figsize=(4 * len(targets), 6.4), squeeze=False)
+    for c, t in enumerate(targets):
+        phi = np.asarray(cal[t]["phi"])
+        axes, pos = _grid_axes(phi)
+        for r, key in enumerate(("p_sim", "p_model")):
+            img = np.full((len(axes[1]), len(axes[0])), np.nan)
+            img[pos[1], pos[0]] = cal[t][key]
+            ax = axs[r, c]
+            ext = [axes[0][0], axes[0][-1], axes[1][0], axes[1][-1]]
+            if ext[0] == ext[1]:
+                ext[0], ext[1] = ext[0] - 0.5, ext[1] + 0.5
+            if ext[2] == ext[3]:
+                ext[2], ext[3] = ext[2] - 0.05, ext[3] + 0.05
+            im = ax.imshow(img, origin="lower", extent=ext, aspect="auto", vmin=0, vmax=1,
+                           cmap="viridis", interpolation="nearest")
+            for method, color, marker in (("sga", "red", "o"), ("nuts", "white", "s"),
+                                          ("svi", "orange", "^")):
+                p = designs[t][method]["phi_star"]
+                ax.plot(p[0], p[1], marker, color=color, mec="k", ms=7,
+                        label="phi_prop (SGA)" if method == "sga" else method.upper())
+            ax.plot(*refs[t]["phi_ref"], "*", color="cyan", mec="k", ms=11, label="phi_ref")
+            ax.set_title(f"{t}: {'simulator (reference grid)' if r == 0 else 'model'}")
+            ax.set_xlabel("phi_1")
+            ax.set_ylabel("phi_2")
+            fig.colorbar(im, ax=ax, fraction=0.046)
+    axs[0, 0].legend(fontsize=7, loc="lower right")
+    fig.suptitle(f"{name} ({variant}): p(m in M_d | phi)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=70)
+    plt.close(fig)
+
+
+def _fig4(path, process, designs, targets, n, seed):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from psppyro.diagnostics import plot_microstructures
+
+    xs, titles = [], []
+    for k, t in enumerate(targets):
+        phi = torch.tensor(designs[t]["sga"]["phi_star"])
+        xs.append(torch.as_tensor(process.sample(phi, num_samples=n, seed=_s(seed, 9, k))))
+        titles += [f"{t} {_fmt_phi(designs[t]['sga']['phi_star'])}"] + [""] * (n - 1)
+    fig = plot_microstructures(torch.cat(xs), ncols=n, titles=titles,
+                               title="microstructures at phi_prop (rows: L, M, R)")
+    fig.savefig(path, dpi=60)
+    plt.close(fig)
+
+
+def _fig5(path, gen, test, designs, targets, boxes, eval_m):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    phi, m = test["phi"], test["m"]
+    z1 = _z1(gen, phi.to(torch.get_default_dtype())).double()
+    colour = (m[:, 0] - m[:, 1]).numpy()
+    fig, axs = plt.subplots(1, 4, figsize=(16, 3.8))
+    cols = {"L": "red", "M": "blue", "R": "purple"}
+    axs[0].scatter(phi[:, 0], phi[:, 1], c=colour, s=6, cmap="coolwarm")
+    axs[0].set(title="(a) test phi (colour: m1 - m2)", xlabel="phi_1", ylabel="phi_2")
+    axs[1].scatter(z1[:, 0], z1[:, min(1, z1.shape[1] - 1)], c=colour, s=6, cmap="coolwarm")
+    axs[1].set(title="(b) z1 = g(phi)", xlabel="z1_1", ylabel="z1_2")
+    ok = torch.isfinite(m).all(-1) & (m > -20).all(-1)
+    axs[2].scatter(m[ok, 0], m[ok, 1], c=colour[ok.numpy()], s=6, cmap="coolwarm")
+    axs[2].set(title="(c) test m", xlabel="ln k_xx", ylabel="ln k_yy")
+    for t in targets:
+        p = torch.tensor([designs[t]["sga"]["phi_star"]])
+        zt = _z1(gen, p.to(torch.get_default_dtype()))[0]
+        axs[0].plot(p[0, 0], p[0, 1], "o", color=cols.get(t, "k"), mec="k", ms=8, label=t)
+        axs[1].plot(zt[0], zt[min(1, zt.shape[0] - 1)], "o", color=cols.get(t, "k"), mec="k", ms=8)
+        mm = eval_m[t]
+        ok = (mm > -20).all(-1)
+        axs[3].scatter(mm[ok, 0], mm[ok, 1], s=5, color=cols.get(t, "k"), label=t)
+        lo, hi = boxes[t].low.tolist(), boxes[t].high.tolist()
+        for ax in (axs[2], axs[3]):
+            ax.add_patch(plt.Rectangle((lo[0], lo[1]), hi[0] - lo[0], hi[1] - lo[1], fill=False,
+                                       ec="green", lw=1.5))
+    axs[3].set(title="(e) simulated m at phi_prop", xlabel="ln k_xx", ylabel="ln k_yy")
+    axs[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=70)
+    plt.close(fig)
+
+
+def _fig6(path, gen, test, seed, n_show=3, num_samples=100):
+    """Figure 6: m drawn via z0 ~ q(z0 | x, φ) beside the true m; returns the coverage check."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    phi, x, m = test["phi"], test["x"], test["m"]
+    dt = torch.get_default_dtype()
+    s = gen.posterior_property_samples(phi.to(dt), x.to(dt), num_samples,
+                                       seed=_s(seed, 11)).double()
+    lo = torch.quantile(s, 0.05, dim=0)
+    hi = torch.quantile(s, 0.95, dim=0)
+    ok = (m > -20).all(-1)
+    inside = ((m >= lo) & (m <= hi)).all(-1)
+    cover = float(inside[ok].double().mean()) if ok.any() else math.nan
+    g = torch.Generator().manual_seed(_s(seed, 12))
+    pick = torch.randperm(phi.shape[0], generator=g)[:n_show]
+    fig, axs = plt.subplots(1, len(pick), figsize=(4 * len(pick), 3.6), squeeze=False)
+    for ax, i in zip(axs[0], pick.tolist()):
+        ax.scatter(s[:, i, 0], s[:, i, 1], s=5, color="k", label="m ~ p(m | z0, g(phi)), "
+                   "z0 ~ q(z0 | x, phi)")
+        ax.plot(m[i, 0], m[i, 1], "o", color="red", ms=8, label="true m")
+        ax.set(title=f"phi = {_fmt_phi(phi[i].tolist())}", xlabel="ln k_xx", ylabel="ln k_yy")
+    axs[0, 0].legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=70)
+    plt.close(fig)
+    return {"central90_both_components": cover, "num_test": int(ok.sum()),
+            "num_samples": num_samples}
+
+
+def _test_tensors(ds):
+    from psppyro.data import to_torch
+
+    t = to_torch(ds, ("phi", "x", "m"))
+    return {k: v.double() if k != "x" else v for k, v in t.items()}
+
+
+def _check_run_args(name, scale, out, seed, progress):
+    if not isinstance(name, str) or name not in CASE_SPECS:
+        raise ValueError(f"name must be one of {list(CASE_SPECS)}, got {name!r}")
+    scale = _check_scale(scale)
+    seed = check_seed("seed", seed)
+    if not isinstance(progress, bool):
+        raise TypeError(f"progress must be True or False, got {progress!r}")
+    if not isinstance(out, (str, Path)):
+        raise TypeError(f"out must be a str or pathlib.Path, got {out!r}")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out {str(out)!r} is a file; give a folder")
+    parent = out.resolve().parent
+    if not parent.is_dir():
+        raise ValueError(f"out {str(out)!r}: the folder {str(parent)!r} does not exist")
+    return scale, seed, out
+
+
+def run(name: str, *, scale: float, out, seed: int = 0, progress: bool = True) -> dict:
+    """Run one PSP-GEN paper case end to end and write its results into ``out``.
+
+    Args:
+        name: ``"pspgen-paper-case1"``, ``"pspgen-paper-case3"`` or ``"pspgen-paper-case4"``.
+        scale: factor in (0, 1] on every size (:func:`protocol`); 1 is the paper's protocol.
+        out: output folder (created; its parent must exist). Data and models in it are reused.
+        seed: non-negative int; all randomness derives from it.
+        progress: tqdm progress bars.
+
+    Returns:
+        dict: what ``results.json`` holds (``protocol``, per variant ``designs``, ``evaluations``,
+        ``calibration``, ``table``; ``reference``, ``wall_times``).
+
+    Raises:
+        ValueError / TypeError: an unknown case, a scale outside (0, 1], a bad seed, an ``out``
+        that is a file or has no parent folder — all before any work.
+
+    Example::
+
+        >>> run("pspgen-paper-case1", scale=2.0, out="x")
+        Traceback (most recent call last):
+        ...
+        ValueError: scale must be in (0, 1], got 2.0
+    """
+    scale, seed, out = _check_run_args(name, scale, out, seed, progress)
+    from tqdm.auto import tqdm
+
+    from psppyro.design import evaluate, paper_reference, paper_targets
+    from psppyro.process import preset as process_preset
+
+    from ._calibration import interval_coverage, oracle_r2, probability_calibration
+
+    proto = protocol(name, scale)
+    spec = CASE_SPECS[name]
+    out.mkdir(exist_ok=True)
+    (out / "data").mkdir(exist_ok=True)
+    (out / "models").mkdir(exist_ok=True)
+    clock = _Clock()
+    boxes = paper_targets(spec["paper"])
+    paper = paper_reference(spec["paper"])
+    targets = list(boxes)
+    variants = proto["variants"]
+    n_stages = 3 + 4 * len(variants)
+    bar = tqdm(total=n_stages, desc=name, disable=not progress, unit="stage")
+
+    def stage(text):
+        bar.set_postfix_str(text)
+
+    stage("data")
+    with clock("data: train"):
+        train_ds, train_p = _dataset(spec["train"], scale, out / "data", progress=progress)
+    with clock("data: test"):
+        test_ds, _ = _dataset(spec["test"], scale, out / "data", progress=progress)
+    with clock("data: reference"):
+        ref_ds, ref_p = _dataset(spec["reference"], scale, out / "data",
+                                 per_phi=proto["reference_per_phi"], progress=progress)
+    bar.update(1)
+    process = process_preset(train_p.process)
+    properties = train_p.properties
+    test = _test_tensors(test_ds)
+
+    # Reference optimum per box from the grid, and the same number of fresh simulations there.
+    stage("reference optima")
+    from psppyro.data import reference_probability
+
+    refs = {}
+    with clock("reference: grid optima + fresh simulations"):
+        for k, t in enumerate(targets):
+            rp = reference_probability(ref_ds, boxes[t].low.tolist(), boxes[t].high.tolist())
+            p = rp["probability"].values
+            i = int(np.argmax(p))
+            phi_ref = [float(v) for v in rp["phi"].values[i]]
+            pf, sf = evaluate(torch.tensor(phi_ref), process, properties, boxes[t],
+                              proto["eval_samples"], seed=_s(seed, 20, k))
+            refs[t] = {"phi_ref": phi_ref, "p_ref_grid": float(p[i]),
+                       "p_ref_grid_se": float(rp["standard_error"].values[i]),
+                       "p_ref_fresh": float(pf), "p_ref_fresh_se": float(sf),
+                       "grid_points": int(p.size), "per_phi": int(rp["count"].values[i])}
+    bar.update(1)
+
+    results = {"case": name, "protocol": proto, "reference": refs, "variants": {},
+               "paper": {t: {"phi_prop": list(d.phi_prop), "p_prop": d.p_prop,
+                             "phi_ref": None if d.phi_ref is None else list(d.phi_ref),
+                             "p_ref": d.p_ref, "phi_comp": list(d.phi_comp), "p_comp": d.p_comp,
+                             "source": d.source} for t, d in paper.items()}}
+    for v, (label, dz1) in enumerate(variants.items()):
+        stage(f"train {label}")
+        with clock(f"train: {label}"):
+            gen, history, reused = _train(train_ds, dz1, proto, out / "models", label,
+                                          _s(seed, 30, v), progress)
+        bar.update(1)
+        stage(f"design {label}")
+        designs = {t: {} for t in targets}
+        for k, t in enumerate(targets):
+            for j, method in enumerate(_METHODS):
+                with clock(f"design: {label} {method}"):
+                    designs[t][method] = _design(gen, boxes[t], method, proto,
+                                                 _s(seed, 40, v, k, j), progress)
+        bar.update(1)
+        stage(f"evaluate {label}")
+        evaluations, eval_m = {t: {} for t in targets}, {}
+        with clock(f"evaluate: {label} ({len(targets) * len(_METHODS)} designs)"):
+            for k, t in enumerate(targets):
+                for j, method in enumerate(_METHODS):
+                    p, s, m = evaluate(torch.tensor(designs[t][method]["phi_star"]), process,
+                                       properties, boxes[t], proto["eval_samples"],
+                                       seed=_s(seed, 50, v, k, j), return_samples=True)
+                    evaluations[t][method] = {"p_sim": float(p), "p_sim_se": float(s)}
+                    if method == "sga":
+                        eval_m[t] = m
+        bar.update(1)
+        stage(f"calibration + figures {label}")
+        with clock(f"calibration: {label}"):
+            cal = probability_calibration(gen, boxes, ref_ds, proto["calibration_samples"],
+                                          seed=_s(seed, 60, v))
+            coverage = interval_coverage(gen, test["phi"].to(torch.get_default_dtype()),
+                                         test["m"], 0.9, proto["calibration_samples"],
+                                         seed=_s(seed, 61, v))
+            r2 = oracle_r2(gen, ref_ds, proto["calibration_samples"], seed=_s(seed, 62, v))
+        with clock(f"figures: {label}"):
+            _fig3(out / f"fig3_{label}.png", name, targets, cal, designs, refs, label)
+            _fig4(out / f"fig4_{label}.png", process, designs, targets, proto["gallery"],
+                  _s(seed, 70, v))
+            fig6 = _fig6(out / f"fig6_{label}.png", gen, test, _s(seed, 71, v))
+            if getattr(gen, "d_z1", None) == 2:
+                _fig5(out / f"fig5_{label}.png", gen, test, designs, targets, boxes, eval_m)
+        bar.update(1)
+        table = {}
+        for t in targets:
+            ps = evaluations[t]["sga"]["p_sim"]
+            pr = refs[t]["p_ref_fresh"]
+            table[t] = {"ratio_prop_ref": ps / pr if pr > 0 else math.nan,
+                        "goal_met": bool(pr > 0 and ps >= 0.97 * pr)}
+        results["variants"][label] = {
+            "d_z1": int(gen.d_z1), "d_z0": int(gen.d_z0),
+            "model_config": _jsonable(gen.config()) if hasattr(gen, "config") else {},
+            "model_reused": reused,
+            "best_epoch": _jsonable(history.get("best_epoch")) if history else None,
+            "epochs_run": len(history.get("train_loss", history.get("loss", []))) if history
+            else None,
+            "designs": designs, "evaluations": evaluations, "table": table,
+            "calibration": {
+                "probability": {t: {k: c[k] for k in ("mean_abs_error", "max_abs_error")}
+                                for t, c in cal.items()},
+                "probability_maps": cal,
+                "coverage90": coverage, "oracle": r2, "figure6_check": fig6},
+        }
+    bar.close()
+    results["wall_times"] = dict(clock.stages)
+    (out / "results.json").write_text(json.dumps(_jsonable(results), indent=1))
+    (out / "results.md").write_text(results_markdown(results))
+    return results
+
+
+def results_markdown(results: dict) -> str:
+    """The Markdown report of :func:`run` (the paper's table layout, calibration, wall times).
+
+    Args:
+        results: the dict returned by :func:`run` (or read back from ``results.json``).
+
+    Returns:
+        str: Markdown text.
+
+    Example::
+
+        >>> "p(phi_prop)" in results_markdown({"case": "c", "protocol": {"scale": 1.0},
+        ...                                    "reference": {}, "variants": {}, "paper": {},
+        ...                                    "wall_times": {"x": 1.0}})
+        True
+    """
+    proto = results["protocol"]
+    refs, paper = results["reference"], results["paper"]
+    targets = list(refs)
+    lines = [f"# {results['case']} (scale {proto['scale']:g})", ""]
+    if proto.get("presets"):
+        lines += [
+            f"Presets {', '.join(proto['presets'].values())}; training "
+            f"{proto['train_epochs']} epochs, batch {proto['batch_size']}, lr {proto['lr']:g}; "
+            f"SGA M = {proto['sga']['num_z']}, batch {proto['sga']['batch_size']}, lr "
+            f"{proto['sga']['lr']:g}, {proto['sga']['epochs']} epochs; NUTS "
+            f"{proto['nuts']['num_chains']} × ({proto['nuts']['warmup_steps']} + "
+            f"{proto['nuts']['num_samples']}); SVI {proto['svi']['num_steps']} steps; every φ* "
+            f"checked with {proto['eval_samples']} simulations; reference grid "
+            f"{next(iter(refs.values()))['grid_points'] if refs else 0} points × "
+            f"{proto['reference_per_phi']}.", ""]
+    head = "| φ* / p | " + " | ".join(f"M_d^{t}" for t in targets) + " |"
+    sep = "|---|" + "---|" * len(targets)
+    for label, res in results["variants"].items():
+        lines += [f"## Model {label} (d_z0 = {res['d_z0']}, d_z1 = {res['d_z1']})", "", head, sep]
+        for method, text in (("sga", "φ_prop (SGA)"), ("nuts", "φ* NUTS"), ("svi", "φ* SVI")):
+            row = [f"{_fmt_phi(res['designs'][t][method]['phi_star'])} / "
+                   f"{res['evaluations'][t][method]['p_sim']:.3f} ± "
+                   f"{res['evaluations'][t][method]['p_sim_se']:.3f}" for t in targets]
+            lines.append(f"| {text} / p (simulated) | " + " | ".join(row) + " |")
+        lines.append("| model's P at φ_prop | " + " | ".join(
+            f"{res['designs'][t]['sga']['p_model']:.3f}" for t in targets) + " |")
+        lines.append("| φ_ref / p (reference grid) | " + " | ".join(
+            f"{_fmt_phi(refs[t]['phi_ref'])} / {refs[t]['p_ref_grid']:.3f}" for t in targets)
+            + " |")
+        lines.append("| p(φ_ref), fresh simulations | " + " | ".join(
+            f"{refs[t]['p_ref_fresh']:.3f} ± {refs[t]['p_ref_fresh_se']:.3f}" for t in targets)
+            + " |")
+        lines.append("| p(φ_prop) / p(φ_ref) (goal ≥ 0.97) | " + " | ".join(
+            f"{res['table'][t]['ratio_prop_ref']:.3f} "
+            f"{'met' if res['table'][t]['goal_met'] else 'missed'}" for t in targets) + " |")
+        for key, text in (("prop", "paper φ_prop / p"), ("ref", "paper φ_ref / p"),
+                          ("comp", "paper φ_comp / p")):
+            lines.append(f"| {text} | " + " | ".join(
+                "—" if paper[t][f"phi_{key}"] is None else
+                f"{_fmt_phi(paper[t][f'phi_{key}'])} / {paper[t][f'p_{key}']:.3f}"
+                for t in targets) + " |")
+        cal = res["calibration"]
+        lines += ["", "Calibration against the simulator on the reference grid "
+                  "(goal: mean |ΔP| ≤ 0.05; 90 % intervals cover 0.88–0.92):", "",
+                  "| box | mean \\|P_model − P_sim\\| | max |", "|---|---|---|"]
+        for t, c in cal["probability"].items():
+            lines.append(f"| {t} | {c['mean_abs_error']:.3f} | {c['max_abs_error']:.3f} |")
+        o = cal["oracle"]
+        fmt = lambda xs: ", ".join("nan" if x is None else f"{x:.3f}" for x in xs)  # noqa: E731
+        lines += ["", f"- coverage of central 90 % intervals of p(m | φ) on the test set, per "
+                  f"component: {fmt(cal['coverage90'])}",
+                  f"- R² of the model's E[m | φ] against the oracle's (grid means, percolating "
+                  f"entries): {fmt(o['r2_mean_vs_oracle'])}",
+                  f"- R² on the reference triads: model {fmt(o['r2_triads_model'])}, oracle "
+                  f"{fmt(o['r2_triads_oracle'])}",
+                  f"- blocking-probability error (mean / max over the grid): "
+                  f"{fmt(o['blocking_error_mean'])} / {fmt(o['blocking_error_max'])}",
+                  f"- Figure-6 check: {cal['figure6_check']['central90_both_components']:.3f} of "
+                  f"{cal['figure6_check']['num_test']} test triads inside the central 90 % "
+                  f"(both components) of m drawn with z0 ~ q(z0 | x, φ)", ""]
+        warn = [f"{t} {m}: {w}" for t in targets for m in _METHODS
+                for w in res["designs"][t][m]["warnings"]]
+        if warn:
+            lines += ["Design warnings:", ""] + [f"- {w}" for w in warn] + [""]
+        figs = [f"fig3_{label}.png", f"fig4_{label}.png", f"fig6_{label}.png"]
+        if res["d_z1"] == 2:
+            figs.insert(2, f"fig5_{label}.png")
+        lines += ["Figures: " + ", ".join(figs), ""]
+    lines += ["## Wall time per stage", "", "| stage | seconds |", "|---|---|"]
+    lines += [f"| {k} | {v:.1f} |" for k, v in results["wall_times"].items()]
+    lines += [f"| total | {sum(results['wall_times'].values()):.1f} |", ""]
+    lines.append("p(phi_prop) is the simulated probability at the SGA optimum; p(φ_ref) fresh: the "
+                 "same number of new simulations at the grid optimum.")
+    return "\n".join(lines) + "\n"
