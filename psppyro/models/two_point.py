@@ -28,7 +28,11 @@ from psppyro._random import make_generator
 from psppyro._validation import as_tensor, check_binary, check_interval
 from psppyro.process.statistics import two_point_correlation
 
-__all__ = ["explained_variance_ratio", "principal_components_for_variance"]
+__all__ = [
+    "components_for_fraction",
+    "explained_variance_ratio",
+    "principal_components_for_variance",
+]
 
 
 def _images(data, max_samples, seed):
@@ -128,7 +132,18 @@ def principal_components_for_variance(
     """
     check_interval("fraction", fraction, 0.0, 1.0, closed=(False, True))
     ratio = explained_variance_ratio(data, max_samples=max_samples, seed=seed)
-    cumulative = ratio.cumsum(0)
+    return components_for_fraction(ratio, fraction)
+
+
+def components_for_fraction(ratio: torch.Tensor, fraction: float) -> int:
+    """Smallest k with ``ratio[:k].sum() >= fraction`` (ratios in decreasing order, summing to 1).
+
+    Example::
+
+        >>> components_for_fraction(torch.tensor([0.6, 0.3, 0.1]), 0.9)
+        2
+    """
+    cumulative = torch.as_tensor(ratio).cumsum(0)
     # Round-off guard: a cumulative sum of 1 - 1e-15 still reaches fraction = 1.
     k = int((cumulative < fraction - 1e-12).sum()) + 1
-    return min(k, ratio.numel())
+    return min(k, cumulative.numel())
