@@ -51,6 +51,8 @@ train/validation gap, the mean |P_model − P_sim| over the reference grid for t
 the 90 % coverage. A variant whose option the installed PSPGen lacks is reported as such::
 
     python benchmarks/bench_pspgen.py --study --scale 0.05 --threads 1
+    python benchmarks/bench_pspgen.py --study --scale 0.1 --epochs 20 \\
+        --workdir benchmark_output/case1-s0.1/data      # reuse the harness's Case-1 data
 """
 
 from __future__ import annotations
@@ -335,7 +337,8 @@ def main(argv=None):
     ap.add_argument("--scale", type=float, default=0.1, help="preset scale when generating")
     ap.add_argument("--properties", default=None, help="override the preset's property map")
     ap.add_argument("--workdir", default=os.path.join(ROOT, "benchmarks", "results", "pspgen"))
-    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--epochs", type=int, default=None,
+                    help="training epochs (default 30; --study: the harness's at --scale)")
     ap.add_argument("--batch-size", type=int, default=50)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--architecture", choices=("mlp", "conv"), default="mlp")
@@ -363,10 +366,12 @@ def main(argv=None):
     if args.study:
         if args.threads:
             torch.set_num_threads(args.threads)
-        study(args.scale, args.per_phi, args.epochs if args.epochs != 30 else None,
-              os.path.join(args.workdir, "study"), args.seed, args.num_samples, args.progress,
+        study(args.scale, args.per_phi, args.epochs,
+              args.workdir, args.seed, args.num_samples, args.progress,
               args.variants)
         return 0
+    if args.epochs is None:
+        args.epochs = 30
     if args.quick:
         args.scale = min(args.scale, 0.01)
         args.epochs = min(args.epochs, 3)
