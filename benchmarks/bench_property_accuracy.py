@@ -206,6 +206,10 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--skip-elasticity", action="store_true")
     parser.add_argument("--json", default=None, help="write the results to this JSON file")
+    parser.add_argument("--sets", nargs="+", default=None,
+                        choices=["rixner05", "rixner03", "pspgen36", "checkerboard"],
+                        help="data sets to study (default: all)")
+    parser.add_argument("--skip-cost", action="store_true", help="no cost table")
     parser.add_argument("--cost-only", action="store_true", help="only the cost table")
     parser.add_argument("--cost-images", type=int, default=16)
     parser.add_argument("--skip-accuracy", action="store_true",
@@ -222,7 +226,8 @@ def main(argv=None):
     print(f"# property accuracy — {platform.processor() or platform.machine()}, device "
           f"{args.device}, {torch.get_num_threads()} thread(s), load average "
           f"{os.getloadavg()[0]:.1f} at start")
-    cost_table(args)
+    if not args.skip_cost:
+        cost_table(args)
     if args.cost_only:
         return
     qK = corner_exponent(PHASES)
@@ -240,6 +245,9 @@ def main(argv=None):
                                  1, seed=3)[:, 0]
     i = torch.arange(16)
     sets["checkerboard 8 px"] = ((i[:, None] // 8 + i[None, :] // 8) % 2).float()[None]
+    keys = dict(zip(("rixner05", "rixner03", "pspgen36", "checkerboard"), sets))
+    if args.sets:
+        sets = {keys[k]: sets[keys[k]] for k in args.sets}
     results = []
     for name, x in sets.items():
         kinds = ["K"] if (args.skip_elasticity or name == "rixner64 vf 0.3") else ["K", "C"]
