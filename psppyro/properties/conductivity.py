@@ -90,7 +90,7 @@ two schemes at ``refine=r`` (four solves, ~8× the cost of one finite-volume sol
 opposite-signed errors cancel in the mean and the first-order step removes the rest of the leading
 error. Against converged values (a joint fit of both schemes at refine 2, 4, 8 with the shared limit
 and the terms :math:`h^{2\alpha}` and :math:`h`) it is within 1 % on ``rixner64`` structures where
-each scheme alone is 12–17 % off at refine 1, and within 0.1 % of √50 on the 8-pixel checkerboard
+each scheme alone is 8–19 % off at refine 1, and within 0.1 % of √50 on the 8-pixel checkerboard
 (``benchmarks/bench_property_accuracy.py``, ``docs/results/property_accuracy.md``). It is what the
 ``rixner_o1`` / ``rixner_o2`` property maps use. The exact value is reached only in the limit; the
 extrapolation is an empirical cancellation, verified on those data, not a bound.

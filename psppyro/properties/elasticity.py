@@ -77,8 +77,8 @@ for :math:`C_{11}` and :math:`(C_{11}+C_{22})/2`, 5.2 / 2.1 / 0.9 % for the shea
 **Corner contacts: the staggered grid and the converged value (2-D).** Like the scalar problem
 (:mod:`psppyro.properties.conductivity`, "Corner contacts"), media whose stiff pixels touch only at
 corners converge slowly (at contrast 50 the observed order of Q1 on an 8-pixel checkerboard falls
-from 0.66 to 0.53 between refine 1 and 16) and Q1 at refine 1 over-estimates such media by 12–16 %
-(``rixner64``). ``method="staggered"`` is the opposite-side discretization
+from 0.66 to 0.53 between refine 1 and 16) and Q1 at refine 1 over-estimates such media by ~12 %
+(``rixner64``, median; up to 15 %). ``method="staggered"`` is the opposite-side discretization
 (:mod:`psppyro.properties._elasticity_staggered`: displacements on the pixel faces, normal stresses
 at the pixel centres, shear at the corners with the harmonic mean of the four shear moduli; exact
 for laminates and homogeneous cells like Q1): it lets no stress through a corner contact and

@@ -18,10 +18,11 @@ A :class:`PropertyMap` turns a batch of binary images ``x`` ``(..., *image)`` in
 - Both rixner maps return the *converged* (continuum) values of the pixelated medium
   (``method="extrapolated"`` of :func:`~psppyro.properties.conductivity` and
   :func:`~psppyro.properties.elasticity`): the rixner64 structures are full of corner contacts,
-  where a single discretization at refine 1 is 12–15 % off (finite volumes low, Q1 high); the
+  where a single discretization at refine 1 is 8–19 % off (finite volumes low, Q1 high); the
   extrapolated bracket mean is within 1 % of the converged value
-  (``docs/results/property_accuracy.md``). This changed their values (≈ +10 % for K_11 against
-  the former finite volumes at refine 1) and costs about 8× a refine-1 solve.
+  (``docs/results/property_accuracy.md``). This changed their values (K_11 ≈ +14 % against the
+  former finite volumes at refine 1, (C_11 + C_22)/2 ≈ −10 % against the former Q1) and costs
+  4× (``rixner_o2``) and 3.2× (``rixner_o1``) the former maps per image (solved in float32).
 - ``c11_3d``: m = (C_11,) of a 3-D voxel volume, soft phase 0 E = 2.4 GPa, hard phase 1
   E = 120 GPa, ν = 0.3 (VAE-Regression data).
 
