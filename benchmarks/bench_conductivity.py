@@ -3,7 +3,10 @@
 Prints plain-text tables:
 
 1. 2-D throughput, batched: images/s at 36² and 64², float32 and float64, contrast 50, with the mean
-   and maximum CG iterations (per load case) and the scikit-fem Q1 path for comparison (36²).
+   and maximum CG iterations (per load case), for the finite volumes (``fft``), the matrix-free Q1
+   (``q1``) and the extrapolated bracket mean of the rixner maps (``extrapolated``), and the
+   scikit-fem Q1 path for comparison (36²). Accuracy on corner-rich media:
+   ``bench_property_accuracy.py``.
 2. 3-D: seconds per 32³ volume (batched), float32 and float64.
 3. Accuracy: median relative error of ``refine=1`` and ``refine=2`` against Richardson-extrapolated
    values K_ext = K(4) + (K(4) - K(2)) / (2^p - 1) on 20 "pspgen36" samples, for the FV solver and
@@ -51,17 +54,22 @@ def smoothed_noise_media(num, size, ndim=2, sigma=2.0, volume_fraction=0.5, seed
 
 def throughput_2d(args, device):
     print(f"\n2-D conductivity, contrast {PHASES[1] / PHASES[0]:g}, batched on {device}")
-    print(f"{'size':>6} {'dtype':>8} {'batch':>6} {'images/s':>10} {'ms/image':>9} "
-          f"{'iter mean':>9} {'iter max':>8}")
+    print(f"{'size':>6} {'method':>12} {'dtype':>8} {'batch':>6} {'images/s':>10} "
+          f"{'ms/image':>9} {'iter mean':>9} {'iter max':>8}")
     for size in (36, 64):
         batch = args.batch if size == 36 else max(1, args.batch // 2)
         x = smoothed_noise_media(batch, size, seed=size).to(device)
-        for dtype in (torch.float32, torch.float64):
-            t, (_, info) = timed(lambda x=x, dtype=dtype: conductivity(
-                x, phases=PHASES, dtype=dtype, return_info=True), device, args.repeats)
-            it = info["iterations"].float()
-            print(f"{size:>4}^2 {str(dtype)[6:]:>8} {batch:>6} {batch / t:>10.0f} "
-                  f"{1e3 * t / batch:>9.3f} {it.mean().item():>9.1f} {int(it.max()):>8}")
+        # fft = finite volumes (lower bound), q1 = matrix-free Q1 (upper bound), extrapolated =
+        # the rixner maps' estimate (both at refine 1 and 2; iterations summed over its 4 solves)
+        for method in ("fft", "q1", "extrapolated"):
+            for dtype in (torch.float32, torch.float64):
+                t, (_, info) = timed(lambda x=x, dtype=dtype, method=method: conductivity(
+                    x, phases=PHASES, method=method, dtype=dtype, return_info=True), device,
+                    args.repeats)
+                it = info["iterations"].float()
+                print(f"{size:>4}^2 {method:>12} {str(dtype)[6:]:>8} {batch:>6} "
+                      f"{batch / t:>10.0f} {1e3 * t / batch:>9.3f} {it.mean().item():>9.1f} "
+                      f"{int(it.max()):>8}")
     if args.skip_fem:
         return
     n_fem = 4 if args.quick else 16

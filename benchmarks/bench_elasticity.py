@@ -3,8 +3,10 @@
 Prints plain-text tables:
 
 1. 2-D throughput, batched: images/s for the full 3×3 plane-strain tensor at 36² and 64², float64
-   and float32, E = (1, 50), ν = 0.3, with mean and maximum CG iterations per load case; the
-   scikit-fem P2 cross-check (``method="fem"``) at 36² for comparison.
+   and float32, E = (1, 50), ν = 0.3, with mean and maximum CG iterations per load case, for Q1
+   (``fft``), the staggered grid (``staggered``) and the extrapolated mean of the two
+   (``extrapolated``, what ``rixner_o1`` uses); the scikit-fem P2 cross-check (``method="fem"``)
+   at 36² for comparison. Accuracy on corner-rich media: ``bench_property_accuracy.py``.
 2. 3-D: seconds per volume at 32³ and 51³ for C_11 alone (``columns=(0,)``, one load case) and for
    the full 6×6 tensor, E = (2.4, 120), ν = 0.3, float64 and float32.
 3. Accuracy on 20 ``psppyro.process.preset("pspgen36")`` samples (φ uniform in its box): median
@@ -56,19 +58,23 @@ def smoothed_noise_media(num, size, ndim=2, length=2.0, seed=0):
 
 def throughput_2d(args, device):
     print("\n== 2-D throughput: plane strain, E = (1, 50), nu = 0.3, full 3x3 tensor ==")
-    print(f"{'size':>6} {'dtype':>8} {'batch':>6} {'images/s':>10} {'ms/image':>9} "
-          f"{'CG it mean':>10} {'CG it max':>9}")
+    print(f"{'size':>6} {'method':>12} {'dtype':>8} {'batch':>6} {'images/s':>10} "
+          f"{'ms/image':>9} {'CG it mean':>10} {'CG it max':>9}")
     batch = 8 if args.quick else args.batch
     for size in (36, 64):
         x = smoothed_noise_media(batch, size, seed=size).to(device)
-        for dtype in (torch.float64, torch.float32):
-            def run(x=x, dtype=dtype):
-                return elasticity(x.to(dtype), youngs=YOUNGS_2D, poisson=POISSON, dtype=dtype,
-                                  return_info=True)
-            sec, (_, info) = timed(run, device, 1 if args.quick else 2)
-            it = info["iterations"].double()
-            print(f"{size:>5}² {str(dtype)[6:]:>8} {batch:>6} {batch / sec:>10.1f} "
-                  f"{1e3 * sec / batch:>9.2f} {float(it.mean()):>10.1f} {int(it.max()):>9d}")
+        # fft = Q1 (upper), staggered = staggered grid (lower), extrapolated = the rixner_o1
+        # estimate (both at refine 1 and 2; iterations summed over its 4 solves)
+        for method in ("fft", "staggered", "extrapolated"):
+            for dtype in (torch.float64, torch.float32):
+                def run(x=x, dtype=dtype, method=method):
+                    return elasticity(x.to(dtype), youngs=YOUNGS_2D, poisson=POISSON,
+                                      method=method, dtype=dtype, return_info=True)
+                sec, (_, info) = timed(run, device, 1 if args.quick else 2)
+                it = info["iterations"].double()
+                print(f"{size:>5}² {method:>12} {str(dtype)[6:]:>8} {batch:>6} "
+                      f"{batch / sec:>10.1f} {1e3 * sec / batch:>9.2f} "
+                      f"{float(it.mean()):>10.1f} {int(it.max()):>9d}")
     if not args.skip_fem:
         n_fem = 1 if args.quick else 4
         x = smoothed_noise_media(n_fem, 36, seed=36)
