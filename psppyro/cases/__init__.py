@@ -56,6 +56,15 @@ CASES: dict[str, tuple[str, str]] = {
         "GAN + MDN (Mao): rixner64 images, K11; REP of 30 one-shot samples per target vs latent "
         "optimization",
     ),
+    "rixner-o1": (
+        "psppyro.cases.rixner",
+        "Rixner & Koutsourelakis Case 1 (O1): rixner64, P(kappa in K), VB-EM + active learning "
+        "vs random data",
+    ),
+    "rixner-o2": (
+        "psppyro.cases.rixner",
+        "Rixner & Koutsourelakis Case 2 (O2): target density of (K_11, K_22), vf 0.5 and 0.3",
+    ),
 }
 
 

@@ -29,9 +29,10 @@ Example::
     1.0
 """
 
-# The built-in methods register themselves on import, in this order: sga, svi, nuts, flow.
-from . import sga, svi, nuts, flow  # noqa: I001,F401  (registration order matters)
+# The built-in methods register themselves on import, in this order: sga, svi, nuts, flow, vbem.
+from . import sga, svi, nuts, flow, vbem  # noqa: I001,F401  (registration order matters)
 from .amortized import AmortizedDesigner, BoxFamily, DensityFamily, TargetFamily, ValueFamily
+from .active_learning import ActiveLearningResult, acquisition_scores, active_learning
 from .arviz_io import to_inference_data
 from .compare import Comparison, compare_posteriors, energy_distance, wasserstein_1d
 from .evaluate import ReferenceMap, design_table, evaluate, reference_map, simulate_properties
@@ -51,8 +52,15 @@ from .registry import (
 from .results import DesignResult, DesignWarning
 from .robustness import RobustnessCurve, robustness, robustness_curve
 from .targets import Box, Target, TargetDensity, TargetValue
+from .tempering import TemperedTarget, effective_sample_size, tempering_schedule
 
 __all__ = [
+    "ActiveLearningResult",
+    "TemperedTarget",
+    "acquisition_scores",
+    "active_learning",
+    "effective_sample_size",
+    "tempering_schedule",
     "AmortizedDesigner",
     "BoxFamily",
     "DensityFamily",

@@ -6,6 +6,8 @@ Each method lives in one file; all of them satisfy the design protocol of
 
 - :class:`PSPGen` — PSP-GEN (Zang & Koutsourelakis 2025): z1 = g(φ), z0 ~ N(0, I),
   x ~ Bernoulli(D_x(z0, z1)), m ~ N(μ_m(z0, z1), σ_m²), amortized β-VAE guide, semi-supervised.
+- :class:`ProbabilisticCNN` — Rixner & Koutsourelakis (2022): p(κ | x) = N(m_θ(x), diag S_θ(x)).
+- :class:`SurrogateChain` — the true GRF process (white-noise latent) followed by a surrogate.
 - :func:`principal_components_for_variance` — the d_z1 rule (PCA of two-point correlations).
 - :class:`VAERegression` — Sardeshmukh et al.: p(c) p(z | c) p(x | z) with a Gaussian-mixture
   conditional prior, regressor and encoder on one trunk, one-shot inverse; :class:`RegressionCNN`
@@ -22,7 +24,9 @@ Example::
 """
 
 from .gan_mdn import GANMDN, MDN
+from .probabilistic_cnn import ProbabilisticCNN
 from .pspgen import PSPGen
+from .surrogate_chain import SurrogateChain
 from .two_point import explained_variance_ratio, principal_components_for_variance
 from .vae_regression import RegressionCNN, VAERegression
 
@@ -30,6 +34,8 @@ __all__ = [
     "GANMDN",
     "MDN",
     "PSPGen",
+    "ProbabilisticCNN",
+    "SurrogateChain",
     "RegressionCNN",
     "VAERegression",
     "explained_variance_ratio",
