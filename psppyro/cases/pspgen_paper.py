@@ -284,11 +284,10 @@ def _fig3(path, name, targets, cal, designs, refs, variant):
             img = np.full((len(axes[1]), len(axes[0])), np.nan)
             img[pos[1], pos[0]] = cal[t][key]
             ax = axs[r, c]
-            ext = [axes[0][0], axes[0][-1], axes[1][0], axes[1][-1]]
-            if ext[0] == ext[1]:
-                ext[0], ext[1] = ext[0] - 0.5, ext[1] + 0.5
-            if ext[2] == ext[3]:
-                ext[2], ext[3] = ext[2] - 0.05, ext[3] + 0.05
+            ext = []
+            for a, pad in ((axes[0], 0.5), (axes[1], 0.05)):  # cells centred on grid points
+                half = (a[1] - a[0]) / 2 if len(a) > 1 else pad
+                ext += [a[0] - half, a[-1] + half]
             im = ax.imshow(img, origin="lower", extent=ext, aspect="auto", vmin=0, vmax=1,
                            cmap="viridis", interpolation="nearest")
             for method, color, marker in (("sga", "red", "o"), ("nuts", "white", "s"),
