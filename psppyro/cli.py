@@ -287,7 +287,8 @@ def _add_train(sub):
         "train",
         help="train a learned model on a triad dataset",
         description="Train a learned link on a triad dataset written by `psppyro generate` and "
-        "save it. METHOD 'pspgen' trains PSP-GEN (psppyro.models.PSPGen) with SVI; dimensions not "
+        "save it. METHOD 'pspgen' trains PSP-GEN (psppyro.models.PSPGen) on its beta-ELBO and "
+        "keeps the weights with the best validation property likelihood (--select); dimensions not "
         "given follow the paper's rules (d_z0 = 5 % of the pixels, d_z1 from the PCA of two-point "
         "correlations). Re-run with --resume and the same --checkpoint-dir to continue.",
     )
@@ -303,7 +304,16 @@ def _add_train(sub):
     p.add_argument("--beta", type=float, default=2.0, help="KL weight (beta-VAE)")
     p.add_argument("--d-z0", type=int, default=None, help="size of z0 (default: 5 %% of pixels)")
     p.add_argument("--d-z1", type=int, default=None, help="size of z1 (default: PCA rule)")
-    p.add_argument("--architecture", choices=("mlp", "conv"), default="mlp")
+    p.add_argument("--architecture", choices=("mlp", "conv", "paper"), default="mlp",
+                   help="networks: residual MLPs, periodic convolutions, or the paper's appendix-A "
+                   "widths")
+    p.add_argument("--dropout", type=float, default=0.0, help="dropout in the x-networks")
+    p.add_argument("--weight-decay", type=float, default=0.0, help="decoupled (AdamW) weight decay")
+    p.add_argument("--select", choices=("property", "elbo"), default="property",
+                   help="model selection / early stopping on the validation property "
+                   "log-likelihood (default) or the validation ELBO")
+    p.add_argument("--percolation", choices=("auto", "on", "off"), default="auto",
+                   help="percolation head for blocked directions (auto: when the data have any)")
     p.add_argument("--checkpoint-dir", default=None)
     p.add_argument("--checkpoint-every", type=int, default=50)
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
@@ -321,6 +331,9 @@ def _run_train(args):
     check_seed("--seed", args.seed)
     check_positive("--lr", args.lr)
     check_positive("--beta", args.beta)
+    check_positive("--weight-decay", args.weight_decay, allow_zero=True)
+    if not 0.0 <= args.dropout < 1.0:
+        raise ValueError(f"--dropout must be in [0, 1), got {args.dropout}")
     _check_out_file(args.out)
     if args.resume and not args.checkpoint_dir:
         raise ValueError("--resume needs --checkpoint-dir (the folder of the epoch_*.pt files)")
@@ -338,7 +351,8 @@ def _run_train(args):
     unlabelled = open_dataset(args.unlabelled) if args.unlabelled else None
     model = PSPGen.from_dataset(
         train, d_z0=args.d_z0, d_z1=args.d_z1, beta=args.beta, architecture=args.architecture,
-        seed=args.seed,
+        seed=args.seed, dropout=args.dropout,
+        percolation={"auto": None, "on": True, "off": False}[args.percolation],
     )
     history = model.fit(
         train,
@@ -354,6 +368,8 @@ def _run_train(args):
         seed=args.seed,
         progress=not args.no_progress,
         device=args.device,
+        weight_decay=args.weight_decay,
+        select=args.select,
     )
     model.save(args.out)
     last = len(history["loss"]) - 1

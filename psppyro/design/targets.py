@@ -19,13 +19,28 @@ factorizes and is computed in closed form, in log space:
     μ_i)/σ_i,
 
 with :math:`\log(Φ(b) - Φ(a)) = \log Φ(b) + \log(1 - e^{\log Φ(a) - \log Φ(b)})` evaluated with
-``torch.special.log_ndtr`` and a stable ``log1mexp``. In the upper tail (a + b > 0) the symmetric
+``torch.special.log_ndtr`` and a stable ``log1mexp`` (both in
+:mod:`psppyro.distributions`). In the upper tail (a + b > 0) the symmetric
 form Φ(−a) − Φ(−b) is used instead, so both tails keep full relative precision (a box 40 standard
 deviations away still has a finite log-probability and a useful gradient). For any other
 distribution the probability is estimated by Monte Carlo with ``num_mc`` reparameterized samples of
 m. The indicator has zero gradient, so an optional ``temperature`` T > 0 replaces it by the smooth
 product of logistic sigmoids :math:`\prod_i σ((m_i - l_i)/T)\,σ((h_i - m_i)/T)` (then always
 estimated by Monte Carlo, for every distribution, so the objective is the same whatever the model).
+
+**Blocked directions and infinite bounds.** A box may have low_j = −∞ and high_j = +∞ (one-sided
+or unconstrained components). A property component that can be *blocked* (ln k = −∞: the direction
+does not percolate) is inside a box exactly when low_j = −∞. For a
+:class:`~psppyro.distributions.PercolatedNormal` the box probability is its exact
+``box_log_prob`` (Σ_j log[1{l_j = −∞}(1 − p_j) + p_j(Φ(b_j) − Φ(a_j))]), so NUTS may use it. The
+simulator writes a blocked direction as the floor −20 (never −∞, see :mod:`psppyro.distributions`);
+``Box(..., floor=-20)`` makes the rule explicit: simulated values ≤ floor are read as −∞ by
+:meth:`Box.contains` and a finite lower bound ≤ floor is refused (it would count the floor as a
+value). Without ``floor`` a box whose finite lower bounds lie above −20 already gives the same
+answer for −20 and −∞. TargetValue with a PercolatedNormal: a blocked component has utility 0
+(m_t is finite), so E[u] = Π_j p_j (1 + 2τσ_j²)^{−1/2} exp(−τ(μ_j − m_{t,j})²/(1 + 2τσ_j²)) —
+closed form. TargetDensity with a PercolatedNormal: the target draws are finite, so log p(m | φ, z)
+= Σ_j [log p_j + log N(m_j | μ_j, σ_j²)]: the KL also penalizes blocking.
 
 **TargetValue** (O1 with a smooth utility) u(m) = exp(−τ‖m − m_t‖²). For a diagonal Normal the
 expectation is Gaussian-integral closed form,
@@ -64,6 +79,7 @@ import torch
 from torch.distributions import Independent, MultivariateNormal, Normal
 
 from .._validation import as_tensor, check_finite, check_int, check_positive
+from ..distributions import PercolatedNormal, log1mexp, log_normal_box
 
 __all__ = [
     "Box",
@@ -74,51 +90,6 @@ __all__ = [
     "log1mexp",
     "log_normal_box",
 ]
-
-
-def log1mexp(x):
-    r"""Stable :math:`\log(1 - e^{x})` for x ≤ 0 (Mächler 2012: switch at −log 2).
-
-    Example::
-
-        >>> float(log1mexp(torch.tensor(-1e-10)))  # doctest: +ELLIPSIS
-        -23.02...
-    """
-    x = torch.clamp(x, max=0.0)
-    small = x > -math.log(2.0)
-    # Clamp the argument of each branch into its own safe range so the unused branch
-    # never produces inf/NaN (whose gradient would poison torch.where).
-    x_small = torch.where(small, x, torch.full_like(x, -1.0))
-    x_large = torch.where(small, torch.full_like(x, -1.0), x)
-    return torch.where(small, torch.log(-torch.expm1(x_small)), torch.log1p(-torch.exp(x_large)))
-
-
-def log_normal_box(loc, scale, low, high):
-    r"""log P(low < m < high) for m ~ Normal(loc, scale), elementwise, stable in both tails.
-
-    Args:
-        loc, scale: Normal parameters (broadcastable tensors).
-        low, high: box ends, broadcastable, ``low < high``.
-
-    Returns:
-        Tensor of log-probabilities, the broadcast shape.
-
-    Example::
-
-        >>> lp = log_normal_box(torch.tensor(0.0), torch.tensor(1.0), torch.tensor(-1.0), 1.0)
-        >>> round(float(lp.exp()), 4)
-        0.6827
-    """
-    a = (low - loc) / scale
-    b = (high - loc) / scale
-    # Upper tail: use Φ(b) − Φ(a) = Φ(−a) − Φ(−b) so both log-CDFs are taken of large negative
-    # arguments, where log_ndtr keeps full relative precision.
-    flip = (a + b) > 0
-    a2 = torch.where(flip, -b, a)
-    b2 = torch.where(flip, -a, b)
-    log_b = torch.special.log_ndtr(b2)
-    log_a = torch.special.log_ndtr(a2)
-    return log_b + log1mexp(log_a - log_b)
 
 
 def _diag_normal(dist):
@@ -331,17 +302,22 @@ class _UtilityTarget(Target):
 
 
 class Box(_UtilityTarget):
-    r"""The target box M_d = [low, high] ⊂ R^{d_m}; u = 1_{M_d} (objective O1).
+    r"""The target box M_d = [low, high] ⊂ [−∞, ∞]^{d_m}; u = 1_{M_d} (objective O1).
 
     Args:
-        low, high: sequences or tensors of shape (d_m,), finite, ``low < high`` componentwise.
+        low, high: sequences or tensors of shape (d_m,), ``low < high`` componentwise; not NaN.
+            ``low`` may be −inf (the box then also contains blocked values m_j = −∞) and ``high``
+            +inf (module docstring, "Blocked directions and infinite bounds").
         temperature: optional T > 0: use the smooth indicator ∏ σ((m−l)/T) σ((h−m)/T) (Monte Carlo)
             instead of the exact one. ``None`` (default) keeps the exact indicator.
         num_mc: Monte Carlo sample count per (φ, z) when no closed form applies (default 64).
+        floor: optional finite value at or below which a *simulated* property counts as blocked
+            (−∞) in :meth:`contains` — e.g. ``psppyro.properties.LOG_PERMEABILITY_FLOOR`` (−20);
+            finite lower bounds must then lie above it.
 
     Raises:
-        ValueError: shapes differ, a bound is not finite, ``low >= high`` somewhere, bad
-            temperature.
+        ValueError: shapes differ, a bound is NaN, low = +inf or high = −inf, ``low >= high``
+            somewhere, bad temperature, a finite lower bound ≤ ``floor``.
 
     Example::
 
@@ -349,12 +325,15 @@ class Box(_UtilityTarget):
         >>> d = Independent(Normal(torch.zeros(2), torch.ones(2)), 1)
         >>> round(float(box.log_utility(d).exp()), 4)   # 0.6827 ** 2
         0.4661
+        >>> round(float(Box([-math.inf], [0.0]).log_utility(Independent(Normal(torch.zeros(1),
+        ...     torch.ones(1)), 1)).exp()), 4)
+        0.5
     """
 
     objective_name = "probability"
     predictive_label = "in-target fraction"
 
-    def __init__(self, low, high, temperature=None, num_mc=64):
+    def __init__(self, low, high, temperature=None, num_mc=64, floor=None):
         low64 = as_tensor("low", low, dtype=torch.float64)
         high64 = as_tensor("high", high, dtype=torch.float64)
         if low64.dim() != 1 or low64.numel() == 0:
@@ -364,8 +343,14 @@ class Box(_UtilityTarget):
                 f"high must have the same shape as low {tuple(low64.shape)}, got "
                 f"{tuple(high64.shape)}"
             )
-        check_finite("low", low64)
-        check_finite("high", high64)
+        for name, t in (("low", low64), ("high", high64)):
+            if bool(torch.isnan(t).any()):
+                raise ValueError(f"{name} must not contain NaN, got {t.tolist()}")
+        if bool(torch.isposinf(low64).any()) or bool(torch.isneginf(high64).any()):
+            raise ValueError(
+                "low may be -inf and high +inf, not the other way round; got "
+                f"low={low64.tolist()}, high={high64.tolist()}"
+            )
         if bool((low64 >= high64).any()):
             i = int((low64 >= high64).nonzero()[0])
             raise ValueError(
@@ -374,6 +359,17 @@ class Box(_UtilityTarget):
             )
         if temperature is not None:
             check_positive("temperature", temperature)
+        if floor is not None:
+            check_finite("floor", floor)
+            floor = float(floor)
+            bad = torch.isfinite(low64) & (low64 <= floor)
+            if bool(bad.any()):
+                i = int(bad.nonzero()[0])
+                raise ValueError(
+                    f"low must be -inf or > floor={floor:g} (values <= floor are blocked, i.e. "
+                    f"-inf); component {i} has low={float(low64[i]):g}"
+                )
+        self.floor = floor
         self.num_mc = check_int("num_mc", num_mc)
         # Computation in the default dtype; the user's numbers kept in float64 for config().
         self._low64, self._high64 = low64.cpu(), high64.cpu()
@@ -382,6 +378,40 @@ class Box(_UtilityTarget):
         self.high = high64.to(self.low.dtype)
         self.temperature = None if temperature is None else float(temperature)
 
+    @classmethod
+    def from_config(cls, config: dict) -> Box:
+        """Rebuild a box from :meth:`config` (also from JSON, where ±inf are strings or null).
+
+        ``"-inf"``/``"inf"`` strings decode to ±inf; ``None`` (what a JSON writer that maps
+        non-finite numbers to null leaves) decodes to −inf in ``low`` and +inf in ``high``.
+
+        Example::
+
+            >>> import json
+            >>> box = Box([-math.inf, -7.0], [-9.0, math.inf])
+            >>> Box.from_config(json.loads(json.dumps(box.config())))
+            Box(low=[-inf, -7], high=[-9, inf])
+        """
+        if not isinstance(config, dict) or config.get("kind", "box") != "box":
+            raise ValueError(f"config must be a Box config (kind 'box'), got {config!r}")
+
+        def decode(values, none_value, name):
+            if not isinstance(values, (list, tuple)):
+                raise ValueError(f"config[{name!r}] must be a list, got {values!r}")
+            out = []
+            for v in values:
+                if v is None:
+                    out.append(none_value)
+                elif isinstance(v, str):
+                    out.append(float(v))  # "inf", "-inf"
+                else:
+                    out.append(float(v))
+            return out
+
+        return cls(decode(config.get("low"), -math.inf, "low"),
+                   decode(config.get("high"), math.inf, "high"),
+                   temperature=config.get("temperature"), floor=config.get("floor"))
+
     @property
     def dim(self):
         """d_m."""
@@ -389,18 +419,29 @@ class Box(_UtilityTarget):
 
     @property
     def center(self):
-        """The box centre (low + high) / 2."""
-        return 0.5 * (self.low + self.high)
+        """The box centre (low + high) / 2 (an infinite side: the finite end ∓ 1)."""
+        lo, hi = self.low, self.high
+        lo_f = torch.where(torch.isfinite(lo), lo, torch.where(torch.isfinite(hi), hi - 1.0,
+                                                               torch.zeros_like(hi) - 1.0))
+        hi_f = torch.where(torch.isfinite(hi), hi, lo_f + 2.0)
+        return 0.5 * (lo_f + hi_f)
 
     def contains(self, m):
         """Boolean tensor (...,): whether each row of ``m`` (..., d_m) lies in the box.
+
+        −inf entries (blocked) are inside exactly where ``low`` is −inf; with ``floor`` set, values
+        ≤ floor count as −inf. NaN is never inside.
 
         Example::
 
             >>> Box([0.0], [1.0]).contains(torch.tensor([[0.5], [2.0]])).tolist()
             [True, False]
+            >>> Box([-math.inf], [-9.0], floor=-20.0).contains(torch.tensor([[-20.0], [-5.0]]))
+            tensor([ True, False])
         """
         lo, hi = self.low.to(m), self.high.to(m)
+        if self.floor is not None:
+            m = torch.where(m <= self.floor, torch.full_like(m, -math.inf), m)
         return ((m >= lo) & (m <= hi)).all(-1)
 
     def utility(self, m):
@@ -409,15 +450,30 @@ class Box(_UtilityTarget):
             return self.contains(m).to(m.dtype)
         return self._log_smooth(m).exp()
 
-    def _log_smooth(self, m):
+    def _log_smooth_parts(self, m):
+        # Per-component log σ((m−l)/T) + log σ((h−m)/T); an infinite end contributes 0.
         lo, hi, t = self.low.to(m), self.high.to(m), self.temperature
-        return (
-            torch.nn.functional.logsigmoid((m - lo) / t)
-            + torch.nn.functional.logsigmoid((hi - m) / t)
-        ).sum(-1)
+        lo_inf, hi_inf = torch.isneginf(lo), torch.isposinf(hi)
+        lo_s = torch.where(lo_inf, torch.zeros_like(lo), lo)
+        hi_s = torch.where(hi_inf, torch.zeros_like(hi), hi)
+        below = torch.nn.functional.logsigmoid((m - lo_s) / t)
+        above = torch.nn.functional.logsigmoid((hi_s - m) / t)
+        zero = torch.zeros_like(below)
+        return torch.where(lo_inf, zero, below) + torch.where(hi_inf, zero, above)
+
+    def _log_smooth(self, m):
+        if self.floor is not None:
+            m = torch.where(m <= self.floor, torch.full_like(m, -math.inf), m)
+        return self._log_smooth_parts(m).sum(-1)
 
     def log_utility(self, dist):
-        """log P(m ∈ box) under ``dist`` (closed form for a diagonal Normal), shape = batch shape.
+        """log P(m ∈ box) under ``dist``, shape = batch shape.
+
+        Closed form for a diagonal Normal and for a distribution with ``box_log_prob`` (a
+        :class:`~psppyro.distributions.PercolatedNormal`); Monte Carlo otherwise. With a
+        temperature and a PercolatedNormal the smooth utility factorizes over the independent
+        components: E[u] = ∏_j [(1 − p_j) 1{l_j = −∞} + p_j E_N[σ σ]] (Monte Carlo over the
+        Normal part only, reparameterized, so the gradient reaches the percolation logits too).
 
         Example::
 
@@ -427,6 +483,18 @@ class Box(_UtilityTarget):
             True
         """
         _check_event("property_dist", dist, self.dim)
+        if isinstance(dist, PercolatedNormal):
+            lo, hi = self.low.to(dist.loc), self.high.to(dist.loc)
+            if self.temperature is None:
+                return dist.box_log_prob(lo, hi)
+            m = dist.normal.rsample((self.num_mc,))
+            log_s = torch.logsumexp(self._log_smooth_parts(m), 0) - math.log(self.num_mc)
+            inside = dist.log_percolation_probs + log_s
+            low_inf = torch.isneginf(lo).expand(inside.shape)
+            blocked = torch.where(low_inf, dist.log_blocking_probs, inside.detach())
+            return torch.where(low_inf, torch.logaddexp(blocked, inside), inside).sum(-1)
+        if self.temperature is None and hasattr(dist, "box_log_prob"):
+            return dist.box_log_prob(self.low, self.high)
         normal = _diag_normal(dist) if self.temperature is None else None
         if normal is not None:
             loc, scale = normal
@@ -439,8 +507,10 @@ class Box(_UtilityTarget):
         return torch.logsumexp(log_u, 0) - math.log(self.num_mc)
 
     def exact_log_density(self, dist):
-        """True for a diagonal-Normal ``dist`` and no temperature (closed-form box probability)."""
-        return self.temperature is None and _diag_normal(dist) is not None
+        """True without temperature for a diagonal Normal or a ``box_log_prob`` distribution."""
+        return self.temperature is None and (
+            _diag_normal(dist) is not None or hasattr(dist, "box_log_prob")
+        )
 
     def from_simulations(self, m, seed=0):
         """Fraction of ``m`` in the box with the binomial standard error."""
@@ -451,19 +521,32 @@ class Box(_UtilityTarget):
         return self.contains(m).to(m.dtype)
 
     def config(self):
-        """JSON-serializable description (the bounds as the user gave them, in float64)."""
-        return {
+        """JSON-serializable description (bounds as given, float64; ±inf as ``"-inf"``/``"inf"``).
+
+        Example::
+
+            >>> Box([-math.inf], [1.0]).config()["low"]
+            ['-inf']
+        """
+        def enc(values):
+            return [v if math.isfinite(v) else ("inf" if v > 0 else "-inf") for v in values]
+
+        out = {
             "kind": "box",
-            "low": self._low64.tolist(),
-            "high": self._high64.tolist(),
+            "low": enc(self._low64.tolist()),
+            "high": enc(self._high64.tolist()),
             "temperature": self.temperature,
         }
+        if self.floor is not None:
+            out["floor"] = self.floor
+        return out
 
     def __repr__(self):
         t = "" if self.temperature is None else f", temperature={self.temperature:g}"
+        f = "" if self.floor is None else f", floor={self.floor:g}"
         lo = ", ".join(f"{v:g}" for v in self._low64.tolist())
         hi = ", ".join(f"{v:g}" for v in self._high64.tolist())
-        return f"Box(low=[{lo}], high=[{hi}]{t})"
+        return f"Box(low=[{lo}], high=[{hi}]{t}{f})"
 
 
 class TargetValue(_UtilityTarget):
@@ -517,20 +600,29 @@ class TargetValue(_UtilityTarget):
         return torch.exp(-self.tau * ((m - self.m_target.to(m)) ** 2).sum(-1))
 
     def log_utility(self, dist):
-        """log E[u(m)] under ``dist`` (closed form for a diagonal Normal)."""
+        """log E[u(m)] under ``dist`` (closed form for a diagonal Normal and a PercolatedNormal).
+
+        A blocked component (m_j = −∞) has utility 0, so with a
+        :class:`~psppyro.distributions.PercolatedNormal` each component adds log p_j.
+        """
         _check_event("property_dist", dist, self.dim)
-        normal = _diag_normal(dist)
+        log_p = 0.0
+        if isinstance(dist, PercolatedNormal):
+            normal, log_p = (dist.loc, dist.scale), dist.log_percolation_probs
+        else:
+            normal = _diag_normal(dist)
         if normal is not None:
             loc, scale = normal
             s = 1.0 + 2.0 * self.tau * scale**2
-            return (-0.5 * torch.log(s) - self.tau * (loc - self.m_target.to(loc)) ** 2 / s).sum(-1)
+            gauss = -0.5 * torch.log(s) - self.tau * (loc - self.m_target.to(loc)) ** 2 / s
+            return (gauss + log_p).sum(-1)
         m = _mc_sample(dist, self.num_mc)
         log_u = -self.tau * ((m - self.m_target.to(m)) ** 2).sum(-1)
         return torch.logsumexp(log_u, 0) - math.log(self.num_mc)
 
     def exact_log_density(self, dist):
-        """True for a diagonal-Normal ``dist`` (Gaussian-integral closed form)."""
-        return _diag_normal(dist) is not None
+        """True for a diagonal Normal or a PercolatedNormal (Gaussian-integral closed form)."""
+        return _diag_normal(dist) is not None or isinstance(dist, PercolatedNormal)
 
     def config(self):
         """JSON-serializable description."""

@@ -30,6 +30,8 @@ class ResidualBlock(nn.Module):
 
     Args:
         width (int): feature size of input and output.
+        dropout (float): dropout probability on the hidden features (training mode only);
+            0 (default) adds nothing and leaves the state dict unchanged.
 
     Example::
 
@@ -38,13 +40,17 @@ class ResidualBlock(nn.Module):
         torch.Size([3, 8])
     """
 
-    def __init__(self, width: int):
+    def __init__(self, width: int, dropout: float = 0.0):
         super().__init__()
         self.linear1 = nn.Linear(width, width)
         self.linear2 = nn.Linear(width, width)
+        self.dropout = float(dropout)
 
     def forward(self, h: Tensor) -> Tensor:
-        return h + self.linear2(nn.functional.elu(self.linear1(nn.functional.elu(h))))
+        g = nn.functional.elu(self.linear1(nn.functional.elu(h)))
+        if self.dropout > 0:
+            g = nn.functional.dropout(g, self.dropout, self.training)
+        return h + self.linear2(g)
 
 
 class ResidualMLP(nn.Module):
@@ -55,6 +61,7 @@ class ResidualMLP(nn.Module):
         d_out (int): output features.
         width (int): hidden width.
         num_blocks (int): number of residual blocks.
+        dropout (float): dropout probability inside each block (see :class:`ResidualBlock`).
 
     Example::
 
@@ -63,10 +70,11 @@ class ResidualMLP(nn.Module):
         torch.Size([4, 3, 5])
     """
 
-    def __init__(self, d_in: int, d_out: int, width: int = 64, num_blocks: int = 2):
+    def __init__(self, d_in: int, d_out: int, width: int = 64, num_blocks: int = 2,
+                 dropout: float = 0.0):
         super().__init__()
         self.input = nn.Linear(d_in, width)
-        self.blocks = nn.Sequential(*[ResidualBlock(width) for _ in range(num_blocks)])
+        self.blocks = nn.Sequential(*[ResidualBlock(width, dropout) for _ in range(num_blocks)])
         self.output = nn.Linear(width, d_out)
 
     def forward(self, h: Tensor) -> Tensor:

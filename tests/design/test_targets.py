@@ -125,8 +125,11 @@ def test_target_value_closed_form_matches_monte_carlo():
         (dict(low=[0.0, 1.0], high=[1.0, 1.0]), "low must be < high"),
         (dict(low=[0.0, 2.0], high=[1.0, 1.0]), "low must be < high"),
         (dict(low=[0.0], high=[1.0, 2.0]), "same shape"),
-        (dict(low=[0.0, float("inf")], high=[1.0, 2.0]), "finite"),
-        (dict(low=[0.0, float("nan")], high=[1.0, 2.0]), "finite"),
+        (dict(low=[0.0, float("inf")], high=[1.0, 2.0]), "-inf and high"),
+        (dict(low=[0.0, 0.0], high=[1.0, float("-inf")]), "-inf and high"),
+        (dict(low=[0.0, float("nan")], high=[1.0, 2.0]), "NaN"),
+        (dict(low=[-25.0], high=[-9.0], floor=-20.0), "floor"),
+        (dict(low=[0.0], high=[1.0], floor=float("nan")), "floor"),
         (dict(low=[[0.0]], high=[[1.0]]), "1-D"),
         (dict(low=[0.0], high=[1.0], temperature=-1.0), "temperature"),
     ],
@@ -170,3 +173,35 @@ def test_target_density_checks():
     # O2 targets own their behaviour: no (raising) per-sample utility inherited from O1.
     assert td.kind == "density" and td.objective_name == "kl" and td.direction == "minimize"
     assert not hasattr(td, "log_utility") and not hasattr(td, "utility")
+
+
+def test_box_with_infinite_bounds_probability_contains_and_json_round_trip():
+    import json
+
+    inf = math.inf
+    box = Box([-inf, -1.0], [0.0, inf])
+    d = Independent(Normal(torch.tensor([0.5, 0.0]), torch.tensor([2.0, 1.0])), 1)
+    want = torch.special.ndtr(torch.tensor(-0.25)) * torch.special.ndtr(torch.tensor(1.0))
+    torch.testing.assert_close(box.log_utility(d).exp(), want)
+    assert box.exact_log_density(d)
+    m = torch.tensor([[-inf, 5.0], [-20.0, -2.0], [0.5, 0.0]])
+    assert box.contains(m).tolist() == [True, False, False]
+    # The explicit floor rule: simulated values <= floor are blocked (-inf).
+    floored = Box([-inf, -1.0], [-9.0, inf], floor=-20.0)
+    assert floored.contains(torch.tensor([[-20.0, 0.0], [-25.0, 0.0], [-5.0, 0.0]])).tolist() == [
+        True, True, False]
+    assert not Box([-10.0, -1.0], [-9.0, 1.0]).contains(torch.tensor([[-inf, 0.0]])).item()
+    # JSON (allow_nan=False) and back, also from the null that to_json_value writes for inf.
+    text = json.dumps(floored.config(), allow_nan=False)
+    back = Box.from_config(json.loads(text))
+    assert repr(back) == repr(floored) and back.floor == -20.0
+    nulls = {"kind": "box", "low": [None, -1.0], "high": [0.0, None], "temperature": None}
+    assert repr(Box.from_config(nulls)) == repr(box)
+    # Temperature with infinite bounds: finite smooth utility and gradient.
+    smooth = Box([-inf, -1.0], [0.0, inf], temperature=0.05, num_mc=4000)
+    loc = torch.tensor([0.5, 0.0], requires_grad=True)
+    torch.manual_seed(0)
+    lu = smooth.log_utility(Independent(Normal(loc, torch.tensor([2.0, 1.0])), 1))
+    lu.backward()
+    assert math.isfinite(float(lu)) and bool(torch.isfinite(loc.grad).all())
+    assert float(lu.exp()) == pytest.approx(float(want), abs=0.03)
