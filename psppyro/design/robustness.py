@@ -245,9 +245,10 @@ def robustness_curve(
     """R(r) = :func:`robustness` at tolerance r · τ for each radius r, with common random numbers.
 
     Args:
-        result, process, properties, target, tolerance, num_phi, num_samples, seed,
-            distribution, workers, chunk_size: as for :func:`robustness` (``tolerance`` is τ,
-            the tolerance at radius 1).
+        result, process, properties, target, tolerance: as for :func:`robustness`
+            (``tolerance`` is τ, the tolerance at radius 1).
+        num_phi, num_samples, seed, distribution, workers, chunk_size: as for
+            :func:`robustness`.
         radii: non-negative radii (multiples of τ), e.g. ``(0, 0.5, 1, 2)``.
         label: curve label (default: ``result.method`` or ``"design"``). progress: tqdm bar.
 
