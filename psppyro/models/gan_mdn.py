@@ -230,9 +230,15 @@ class GANMDN(nn.Module):
         self.mdn = MDN(self.d_y, self.latent_dim, components=components, seed=derive_seed(seed, 1))
         self.register_buffer("y_mean", torch.zeros(self.d_y))
         self.register_buffer("y_std", torch.ones(self.d_y))
-        self._opt_g = torch.optim.Adam(self.generator.parameters(), lr=2e-4, betas=(0.5, 0.999))
-        self._opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=2e-4, betas=(0.5, 0.999))
-        self._opt_m = None
+        self._opt_g = self._opt_d = self._opt_m = None  # created on the first training step
+
+    def _adam(self, which):
+        if which == "g" and self._opt_g is None:
+            self._opt_g = torch.optim.Adam(self.generator.parameters(), lr=2e-4, betas=(0.5, 0.999))
+        if which == "d" and self._opt_d is None:
+            self._opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=2e-4,
+                                           betas=(0.5, 0.999))
+        return self._opt_g if which == "g" else self._opt_d
 
     # ------------------------------------------------------------------ GAN
     def _z(self, n, seed):
@@ -261,9 +267,10 @@ class GANMDN(nn.Module):
         d_real, d_fake = self.discriminator(2 * x_real - 1), self.discriminator(fake)
         loss = bce(d_real, torch.ones_like(d_real)) + bce(d_fake, torch.zeros_like(d_fake))
         if update:
-            self._opt_d.zero_grad()
+            opt = self._adam("d")
+            opt.zero_grad()
             loss.backward()
-            self._opt_d.step()
+            opt.step()
         return float(loss.detach())
 
     def generator_step(self, batch_size: int, seed: int = 0, update: bool = True) -> float:
@@ -274,9 +281,10 @@ class GANMDN(nn.Module):
         d_fake = self.discriminator(self.generator(self._z(batch_size, seed)))
         loss = nn.functional.binary_cross_entropy_with_logits(d_fake, torch.ones_like(d_fake))
         if update:
-            self._opt_g.zero_grad()
+            opt = self._adam("g")
+            opt.zero_grad()
             loss.backward()
-            self._opt_g.step()
+            opt.step()
         return float(loss.detach())
 
     def fit_gan(self, x, *, epochs: int = 20, batch_size: int = 64, seed: int = 0,
