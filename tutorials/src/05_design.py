@@ -42,12 +42,12 @@ torch.set_num_threads(1)
 N_PHI = 24 if SMOKE else 300  # φ values of the training triads (4 microstructures each)
 SIMS = 16 if SMOKE else 200  # true simulations per design in the check
 BUDGET = dict(
-    sga=dict(num_z=500, epochs=2, restarts=2) if SMOKE else {},
+    sga=dict(num_z=500, epochs=2, restarts=2) if SMOKE else dict(num_z=10000, epochs=10),
     svi=dict(num_steps=150, num_samples=300) if SMOKE else dict(num_steps=2000),
     nuts=dict(num_samples=20, warmup_steps=20, num_chains=2, max_tree_depth=4) if SMOKE else
     dict(num_samples=500, warmup_steps=500, num_chains=2),
     flow=dict(num_steps=100, num_samples=300, transforms=2, hidden_features=(16, 16)) if SMOKE
-    else dict(num_steps=1500),
+    else dict(num_steps=1000),
 )
 summary = {}
 
@@ -55,11 +55,11 @@ summary = {}
 # ## 1. A model of the chain
 #
 # Triads of `pspgen36-paper` with the leaky-solid permeability map; the surrogate is
-# m | φ, z ~ N(μ(φ) + L(φ) z, σ₀² I) with z ~ N(0, I₂) and σ₀ = 0.3, μ and the Cholesky factor L
-# given by a small network of the normalized φ — so p(m | φ) = N(μ(φ), L Lᵀ + σ₀² I), fitted by
-# maximum likelihood with Adam.
-# It is a deliberately simple model (it cannot represent the two modes that blocked directions
-# create), which is exactly why the design must be checked by simulation.
+# m | φ ~ N(μ(φ), diag σ(φ)²), μ and σ given by a small network of the normalized φ, fitted by
+# maximum likelihood with Adam. It has no nuisance latent (`latent_dim = 0`), so P(m ∈ M_d | φ) is
+# a product of normal box probabilities; PSP-GEN (tutorial 4) and tutorial 6's chain are models
+# whose latent z matters. It is a deliberately simple model (it cannot represent the two modes
+# that blocked directions create), which is exactly why the design must be checked by simulation.
 
 # %%
 data = pp.data.generate("pspgen36-paper", "log_permeability_paper", n_phi=N_PHI, per_phi=4,
@@ -70,42 +70,35 @@ m_data = torch.as_tensor(data["m"].values, dtype=torch.float32)
 
 
 class GaussianChain(nn.Module):
-    """m | φ, z ~ N(μ(φ) + L(φ) z, σ₀² I): a design-protocol model with a 2-D nuisance latent."""
+    """m | φ ~ N(μ(φ), diag σ(φ)²): a design-protocol model without a nuisance latent."""
 
-    latent_dim = 2
+    latent_dim = 0  # no z: P(m ∈ M_d | φ) is a closed-form box probability
     phi_names = ("phi1", "phi2")
 
-    def __init__(self, phi_bounds, noise=0.3, width=32):
+    def __init__(self, phi_bounds, width=32):
         super().__init__()
         self.phi_bounds = torch.as_tensor(phi_bounds, dtype=torch.float32)
-        self.noise = noise
-        # φ (normalized) -> μ (2) and the Cholesky factor L (log L11, log L22, L21)
+        # φ (normalized to [-1, 1]) -> μ (2) and log σ (2)
         self.net = nn.Sequential(nn.Linear(2, width), nn.Tanh(), nn.Linear(width, width),
-                                 nn.Tanh(), nn.Linear(width, 5))
-
-    def factors(self, phi):
-        lo, hi = self.phi_bounds[:, 0], self.phi_bounds[:, 1]
-        out = self.net(2 * (phi - lo) / (hi - lo) - 1)
-        zero = torch.zeros_like(out[..., 0])
-        L = torch.stack([torch.stack([out[..., 2].exp(), zero], -1),
-                         torch.stack([out[..., 4], out[..., 3].exp()], -1)], -2)
-        return out[..., :2], L
-
-    def property_dist(self, phi, z):
-        mu, L = self.factors(phi)
-        loc = mu + (L @ z.unsqueeze(-1)).squeeze(-1)
-        return torch.distributions.Independent(torch.distributions.Normal(loc, self.noise), 1)
+                                 nn.Tanh(), nn.Linear(width, 4))
 
     def marginal(self, phi):
-        mu, L = self.factors(phi)
-        cov = L @ L.transpose(-1, -2) + self.noise**2 * torch.eye(2)
-        return torch.distributions.MultivariateNormal(mu, cov)
+        lo, hi = self.phi_bounds[:, 0], self.phi_bounds[:, 1]
+        out = self.net(2 * (phi - lo) / (hi - lo) - 1)
+        scale = torch.nn.functional.softplus(out[..., 2:]) + 0.05
+        return torch.distributions.Independent(torch.distributions.Normal(out[..., :2], scale), 1)
+
+    def property_dist(self, phi, z):
+        # z has shape (..., 0); its batch dimensions broadcast with φ's (the protocol's rule)
+        batch = torch.broadcast_shapes(phi.shape[:-1], z.shape[:-1])
+        return self.marginal(phi.expand(*batch, phi.shape[-1]))
 
 
 torch.manual_seed(0)
 model = GaussianChain(pp.process.preset("pspgen36-paper").phi_bounds)
 with torch.no_grad():
     model.net[-1].bias[:2].copy_(m_data.mean(0))
+    model.net[-1].bias[2:].fill_(0.5)
 opt = torch.optim.Adam(model.parameters(), lr=0.01)
 for _step in range(300 if SMOKE else 3000):
     opt.zero_grad()
