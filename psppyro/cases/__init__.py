@@ -65,6 +65,14 @@ CASES: dict[str, tuple[str, str]] = {
         "psppyro.cases.rixner",
         "Rixner & Koutsourelakis Case 2 (O2): target density of (K_11, K_22), vf 0.5 and 0.3",
     ),
+    "pspgen-paper-case2": (
+        "psppyro.cases.generale",
+        "PSP-GEN Case 2: cross-region design (trained outside M_d); PSP-GEN, competitor, BO",
+    ),
+    "pspgen-paper-case5": (
+        "psppyro.cases.generale",
+        "PSP-GEN Case 5: 10-D phi, low/high corner boxes; PSP-GEN, SV-MOGP competitor, BO",
+    ),
 }
 
 

@@ -1,0 +1,408 @@
+r"""PSP-GEN paper Cases 2 and 5 with the competitor (2-point / PCA / SV-MOGP / flow) and BO.
+
+Zang & Koutsourelakis (PSP-GEN, Acta Materialia 284, 120600, 2025) compare PSP-GEN with the
+method of Generale et al. (:mod:`psppyro.models.generale`, :mod:`psppyro.design.conditional_flow`);
+this module adds a third column the paper does not have — Bayesian optimization on the true
+simulator (:mod:`psppyro.design.bayesopt`) with as many simulations as the learned models' training
+sets hold. Every design is checked by ``eval_samples`` fresh true simulations
+(:func:`psppyro.design.evaluate`; 1 000 in the paper). The simulator is the reconstruction of the
+paper's (``pspgen36-paper`` / ``pspgen10d-paper`` with ``log_permeability_paper``,
+``docs/pspgen_reconstruction.md``).
+
+**Case 2 (cross-region, §4.3).** The paper draws its target M_d only in Figure 7 and prints
+φ_ref = (9, 1.905) with P = 94.2 % (PSP-GEN 92.4 %, competitor 69.7 %). That φ_ref is Case 1's
+R-optimum (low vertical permeability) and its probability exceeds R's 83.8 %, so we read M_d as
+Case 1's R box widened by 0.5 on every side: M_d = [−7.5, −4.5] × [−10.5, −8.5]
+(ln k_xx × ln k_yy). Both learned models are trained only on the triads of the Case 1 training
+set whose m lies *outside* M_d; BO is not restricted (it simulates where it likes). φ_ref is the
+paper's, evaluated on our simulator.
+
+**Case 5 (10-D φ, §4.6).** The printed boxes are degenerate; with
+:func:`psppyro.design.paper_targets` we read them as the corner regions the text describes,
+low = [−10, −7]² and high = [−7, −4]² (paper: PSP-GEN 19.2 % / competitor 18 % (low), 24.7 % /
+14.2 % (high)). There is no reference optimum.
+
+Sizes at ``scale`` s (1 = the paper's protocol): training set ``round(10 000 s)`` triads (the
+Case 1 / Case 5 training presets), PSP-GEN ``max(2, 500 s)`` epochs and SGA with
+``max(500, 50 000 s)`` z draws, SV-MOGP ``max(5, 200 s)`` epochs with ``max(8, 128 s)`` inducing
+points, the flow on ``max(1000, 20 000 s)`` chain pairs for ``max(3, 100 s)`` epochs, BO with a
+budget equal to the training-set size in evaluations of ``max(10, 50 s)`` simulations, and
+``max(20, 1000 s)`` evaluation simulations per design.
+
+:func:`competitor_design` and :func:`psppyro.design.bayesopt.bayesopt_design` are the entry
+points other harnesses (Cases 1/3/4) call to add the φ_comp and φ_BO columns.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .._random import derive_seed
+from .._validation import check_seed
+
+__all__ = ["CASE_SPECS", "CASE2_BOX", "competitor_design", "protocol", "results_markdown", "run"]
+
+#: Case 2's target (our reading, module docstring): (low, high) of (ln k_xx, ln k_yy).
+CASE2_BOX = ((-7.5, -10.5), (-4.5, -8.5))
+
+CASE_SPECS = {
+    "pspgen-paper-case2": {
+        "paper_case": "case2",
+        "train": "pspgen-paper-case1-train",
+        "process": "pspgen36-paper",
+        "properties": "log_permeability_paper",
+        "paper": {"Md": {"phi_ref": (9.0, 1.905), "p_ref": 0.942, "phi_prop": (8.999, 1.999),
+                         "p_prop": 0.924, "phi_comp": (7.425, 1.966), "p_comp": 0.697}},
+    },
+    "pspgen-paper-case5": {
+        "paper_case": "case5",
+        "train": "pspgen-paper-case5-train",
+        "process": "pspgen10d-paper",
+        "properties": "log_permeability_paper",
+        "paper": None,  # from psppyro.design.paper_reference("case5")
+    },
+}
+
+
+def _s(seed, *keys):
+    return derive_seed(seed, *keys) % 2**31
+
+
+def protocol(name: str, scale: float = 1.0) -> dict:
+    """Every size of case ``name`` at ``scale`` (module docstring).
+
+    Example::
+
+        >>> p = protocol("pspgen-paper-case5", 0.1)
+        >>> p["bo"]["sims_per_eval"], p["eval_samples"], p["psp_gen"]["epochs"]
+        (10, 100, 50)
+    """
+    if not isinstance(name, str) or name not in CASE_SPECS:
+        raise ValueError(f"name must be one of {list(CASE_SPECS)}, got {name!r}")
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not (
+        math.isfinite(scale) and 0 < scale <= 1
+    ):
+        raise ValueError(f"scale must be in (0, 1], got {scale!r}")
+    s = float(scale)
+    return {
+        "case": name,
+        "scale": s,
+        "psp_gen": {"epochs": max(2, round(500 * s)), "batch_size": 50, "beta": 2.0,
+                    "sga": {"num_z": max(500, round(50_000 * s)), "batch_size": 100,
+                            "epochs": 20, "lr": 0.2}},
+        "gp": {"epochs": max(5, round(200 * s)), "num_inducing": max(8, round(128 * s)),
+               "batch_size": 256, "lr": 0.01 if s >= 0.5 else 0.05},
+        "flow": {"num_pairs": max(1000, round(20_000 * s)), "epochs": max(3, round(100 * s)),
+                 "num_candidates": max(512, round(4096 * s))},
+        "bo": {"sims_per_eval": max(10, round(50 * s))},
+        "eval_samples": max(20, round(1000 * s)),
+    }
+
+
+def competitor_design(train, targets: dict, *, phi_bounds=None, fraction: float = 0.9,
+                      gp_epochs: int = 200, num_inducing: int = 128, gp_batch_size: int = 256,
+                      gp_lr: float = 0.01, num_pairs: int = 20_000, flow_epochs: int = 100,
+                      num_candidates: int = 4096, seed: int = 0, progress: bool = False) -> dict:
+    """Generale et al.'s method end to end: fit the SV-MOGP chain, one flow, φ_comp per target.
+
+    Args:
+        train: triads — an ``xarray.Dataset`` with ``phi``, ``x``, ``m`` (``psppyro.data``) or a
+            tuple ``(phi, x, m)`` of tensors (then ``phi_bounds`` is required).
+        targets: ``{name: Box or TargetValue}``.
+        phi_bounds: (d_φ, 2); default from the dataset's process.
+        fraction: PCA variance fraction (0.9). gp_*: SV-MOGP training. num_pairs, flow_epochs:
+            the flow's training pairs (from the chain) and epochs. num_candidates: φ candidates of
+            the point estimate. seed: int. progress: tqdm bars.
+
+    Returns:
+        dict: ``chain`` (the fitted :class:`~psppyro.models.generale.GeneraleChain`), ``flow``
+        (the :class:`~psppyro.design.conditional_flow.ConditionalFlow`), ``designs``
+        ``{name: FlowDesign}`` (``.phi`` is φ_comp), ``p_model`` ``{name: chain's P̂ at φ_comp}``
+        and ``timings`` (seconds: ``chain_s``, ``pairs_s``, ``flow_fit_s``, ``design_s``).
+
+    Raises:
+        ValueError / TypeError: bad triads or targets (before fitting).
+
+    Example::
+
+        >>> from psppyro.design import Box
+        >>> from psppyro.models.generale import _tiny_triads
+        >>> out = competitor_design(_tiny_triads(), {"B": Box([0.4], [0.6])}, gp_epochs=3,
+        ...                         num_inducing=4, num_pairs=300, flow_epochs=2,
+        ...                         num_candidates=64, phi_bounds=[[0.0, 1.0]])
+        >>> sorted(out["designs"]), out["designs"]["B"].phi.shape
+        (['B'], torch.Size([1]))
+    """
+    from ..design import estimate_objective
+    from ..design.conditional_flow import ConditionalFlow, design_with_flow, simulate_pairs
+    from ..design.targets import as_target
+    from ..models.generale import GeneraleChain
+
+    if not isinstance(targets, dict) or not targets:
+        raise TypeError(f"targets must be a non-empty dict name -> Box, got {targets!r}")
+    targets = {str(k): as_target(v) for k, v in targets.items()}
+    seed = check_seed("seed", seed)
+    opts = dict(fraction=fraction, num_inducing=num_inducing, epochs=gp_epochs,
+                batch_size=gp_batch_size, lr=gp_lr, seed=_s(seed, 1), progress=progress)
+    t0 = time.perf_counter()
+    if isinstance(train, tuple):
+        if phi_bounds is None:
+            raise ValueError("phi_bounds is required when train is a tuple (phi, x, m)")
+        chain = GeneraleChain.fit_data(*train, phi_bounds, **opts)
+    else:
+        chain = GeneraleChain.from_dataset(train, phi_bounds=phi_bounds, **opts)
+    timings = {"chain_s": time.perf_counter() - t0}
+    t0 = time.perf_counter()
+    phi, m = simulate_pairs(chain, num_pairs, seed=_s(seed, 2))
+    timings["pairs_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    flow = ConditionalFlow(chain.phi_bounds, chain.d_m, seed=_s(seed, 3))
+    flow.fit(phi, m, epochs=flow_epochs, seed=_s(seed, 4), progress=progress)
+    timings["flow_fit_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    designs, p_model = {}, {}
+    for i, (name, target) in enumerate(targets.items()):
+        designs[name] = design_with_flow(flow, target, m, num_candidates=num_candidates,
+                                         seed=_s(seed, 5, i))
+        with torch.no_grad():
+            est = estimate_objective(chain, target, designs[name].phi.to(chain.phi_bounds),
+                                     num_samples=2000, seed=_s(seed, 6, i))
+        p_model[name] = float(est[0])
+    timings["design_s"] = time.perf_counter() - t0
+    return {"chain": chain, "flow": flow, "designs": designs, "p_model": p_model,
+            "timings": timings}
+
+
+def _jsonable(x):
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, torch.Tensor):
+        return _jsonable(x.tolist())
+    if isinstance(x, (np.floating, np.integer)):
+        return x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None if math.isnan(x) else ("inf" if x > 0 else "-inf")
+    return x
+
+
+def _targets(name):
+    from ..design import Box, paper_reference
+
+    if name == "pspgen-paper-case2":
+        low, high = CASE2_BOX
+        return {"Md": Box(list(low), list(high))}, CASE_SPECS[name]["paper"]
+    ref = paper_reference("case5")
+    paper = {k: {"phi_ref": None, "p_ref": None, "phi_prop": d.phi_prop, "p_prop": d.p_prop,
+                 "phi_comp": d.phi_comp, "p_comp": d.p_comp} for k, d in ref.items()}
+    return {k: d.box for k, d in ref.items()}, paper
+
+
+def run(name: str, *, scale: float, out, seed: int = 0, progress: bool = True) -> dict:
+    """Run Case 2 or Case 5 (module docstring) and write ``results.json``, ``results.md``, figures.
+
+    Args:
+        name: ``"pspgen-paper-case2"`` or ``"pspgen-paper-case5"``.
+        scale: in (0, 1]; 1 is the paper's protocol (:func:`protocol`).
+        out: output folder (created; its parent must exist); the data set in it is reused.
+        seed: non-negative int. progress: tqdm bars.
+
+    Returns:
+        dict: ``protocol``, ``targets``, ``train_size``, per target ``designs`` (``psp_gen``,
+        ``competitor``, ``bo``, ``reference`` with φ, P ± s.e. by simulation and the model's P̂),
+        ``bo_trace``, ``chain``, ``paper`` and ``wall_times``.
+
+    Raises:
+        ValueError / TypeError: unknown case, scale outside (0, 1], bad seed or ``out``.
+
+    Example::
+
+        >>> run("pspgen-paper-case2", scale=0.0, out="x")
+        Traceback (most recent call last):
+        ...
+        ValueError: scale must be in (0, 1], got 0.0
+    """
+    proto = protocol(name, scale)
+    seed = check_seed("seed", seed)
+    if not isinstance(out, (str, Path)):
+        raise TypeError(f"out must be a str or pathlib.Path, got {out!r}")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out {str(out)!r} is a file; give a folder")
+    if not out.resolve().parent.is_dir():
+        raise ValueError(f"out {str(out)!r}: its parent folder does not exist")
+    from ..data import dataset_preset
+    from ..design import DesignWarning, evaluate, infer_design
+    from ..design.bayesopt import bayesopt_design
+    from ..models import PSPGen
+    from ..process import preset as process_preset
+
+    spec = CASE_SPECS[name]
+    out.mkdir(exist_ok=True)
+    walls: dict[str, float] = {}
+
+    def clock(stage, t0):
+        walls[stage] = walls.get(stage, 0.0) + time.perf_counter() - t0
+
+    targets, paper = _targets(name)
+    process = process_preset(spec["process"])
+    props = spec["properties"]
+
+    t0 = time.perf_counter()
+    preset = dataset_preset(spec["train"], scale=proto["scale"])
+    ds = preset.generate(out / f"{spec['train']}-s{proto['scale']:g}.zarr", workers=1,
+                         progress=progress)
+    clock("data", t0)
+    n_generated = int(ds.sizes["sample"])
+    m_all = torch.as_tensor(np.asarray(ds["m"].values), dtype=torch.float64)
+    keep = torch.isfinite(m_all).all(-1)
+    region = None
+    if name == "pspgen-paper-case2":
+        box = targets["Md"]
+        inside = box.contains(m_all)
+        region = {"low": list(CASE2_BOX[0]), "high": list(CASE2_BOX[1]),
+                  "train_fraction_inside_removed": float(inside.double().mean())}
+        keep &= ~inside
+    train = ds.isel(sample=np.flatnonzero(keep.numpy()))
+    n_train = int(train.sizes["sample"])
+    if n_train < 4:
+        raise ValueError(f"scale={scale} leaves {n_train} training triads; use a larger scale")
+
+    # -- competitor
+    t0 = time.perf_counter()
+    comp = competitor_design(
+        train, targets, phi_bounds=process.phi_bounds, gp_epochs=proto["gp"]["epochs"],
+        num_inducing=proto["gp"]["num_inducing"], gp_batch_size=proto["gp"]["batch_size"],
+        gp_lr=proto["gp"]["lr"], num_pairs=proto["flow"]["num_pairs"],
+        flow_epochs=proto["flow"]["epochs"], num_candidates=proto["flow"]["num_candidates"],
+        seed=_s(seed, 10), progress=progress)
+    clock("competitor", t0)
+    d_pc = comp["chain"].d_pc
+
+    # -- PSP-GEN (d_z1 = the competitor's number of PCs, as in the paper)
+    t0 = time.perf_counter()
+    gen = PSPGen.from_dataset(train, d_z1=d_pc, beta=proto["psp_gen"]["beta"], seed=_s(seed, 11))
+    gen.fit(train, epochs=proto["psp_gen"]["epochs"], batch_size=proto["psp_gen"]["batch_size"],
+            patience=proto["psp_gen"]["epochs"], seed=_s(seed, 12), progress=progress)
+    clock("psp_gen_train", t0)
+    designs, bo_traces = {}, {}
+    for i, (tname, box) in enumerate(targets.items()):
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DesignWarning)
+            res = infer_design(gen, box, "sga", seed=_s(seed, 13, i), progress=progress,
+                               num_eval_samples=2000, **proto["psp_gen"]["sga"])
+        clock("psp_gen_design", t0)
+        t0 = time.perf_counter()
+        bo = bayesopt_design(box, process=process, properties=props,
+                             budget=max(2 * proto["bo"]["sims_per_eval"], n_train),
+                             sims_per_eval=proto["bo"]["sims_per_eval"], seed=_s(seed, 14, i),
+                             progress=progress)
+        clock("bo", t0)
+        bo_traces[tname] = bo.trace
+        rows = {
+            "psp_gen": (res.phi_star.double(), res.probability),
+            "competitor": (comp["designs"][tname].phi, comp["p_model"][tname]),
+            "bo": (bo.phi, bo.trace[-1]["posterior_mean"]),
+        }
+        if paper is not None and paper[tname]["phi_ref"] is not None:
+            rows["reference"] = (torch.tensor(paper[tname]["phi_ref"], dtype=torch.float64), None)
+        t0 = time.perf_counter()
+        designs[tname] = {}
+        for j, (method, (phi, p_model)) in enumerate(rows.items()):
+            p, se = evaluate(phi.to(process.phi_bounds), process, props, box,
+                             num_samples=proto["eval_samples"], seed=_s(seed, 15, i, j))
+            designs[tname][method] = {"phi": [float(v) for v in phi], "p_sim": float(p),
+                                      "p_sim_se": float(se), "p_model": p_model}
+        designs[tname]["bo"]["simulations"] = bo.simulations
+        clock("evaluation", t0)
+
+    results = {
+        "case": name,
+        "protocol": proto,
+        "targets": {k: {"low": v._low64.tolist(), "high": v._high64.tolist()}
+                    for k, v in targets.items()},
+        "region": region,
+        "generated": n_generated,
+        "train_size": n_train,
+        "designs": designs,
+        "bo_trace": bo_traces,
+        "chain": comp["chain"].describe(),
+        "competitor_timings": comp["timings"],
+        "paper": paper,
+        "wall_times": walls,
+    }
+    results = _jsonable(results)
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    (out / "results.md").write_text(results_markdown(results))
+    _bo_figure(out / "bo_trace.png", results)
+    return results
+
+
+def _fmt(phi):
+    return "(" + ", ".join(f"{v:.3g}" for v in phi) + ")" if phi is not None else "—"
+
+
+def results_markdown(results: dict) -> str:
+    """The case's table: per target and method φ, P by simulation ± s.e., model P̂, paper P.
+
+    Example::
+
+        >>> r = {"case": "c", "train_size": 1, "protocol": {"scale": 1, "eval_samples": 5},
+        ...      "designs": {"T": {"bo": {"phi": [1.0], "p_sim": 0.5, "p_sim_se": 0.1,
+        ...      "p_model": 0.4}}}, "paper": None, "wall_times": {"bo": 1.0}}
+        >>> "| T | bo | (1) | 0.500 ± 0.100 | 0.400 | — |" in results_markdown(r)
+        True
+    """
+    lines = [f"## {results['case']} (scale {results['protocol']['scale']:g}, "
+             f"{results['train_size']} training triads, "
+             f"{results['protocol']['eval_samples']} evaluation simulations per design)", "",
+             "| target | method | φ | P by simulation ± s.e. | model P̂ | paper P |",
+             "|---|---|---|---|---|---|"]
+    key = {"psp_gen": "p_prop", "competitor": "p_comp", "reference": "p_ref"}
+    for tname, rows in results["designs"].items():
+        for method, r in rows.items():
+            pp = (results.get("paper") or {}).get(tname, {}).get(key.get(method, ""), None)
+            pm = "—" if r.get("p_model") is None else f"{r['p_model']:.3f}"
+            lines.append(f"| {tname} | {method} | {_fmt(r['phi'])} | {r['p_sim']:.3f} ± "
+                         f"{r['p_sim_se']:.3f} | {pm} | {'—' if pp is None else pp} |")
+    lines += ["", "| stage | wall time (s) |", "|---|---|"]
+    lines += [f"| {k} | {v:.1f} |" for k, v in results["wall_times"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def _bo_figure(path, results):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    traces = results["bo_trace"]
+    fig, axes = plt.subplots(1, len(traces), figsize=(4.2 * len(traces), 3.2), squeeze=False)
+    for ax, (tname, trace) in zip(axes[0], traces.items()):
+        sims = [r["simulations"] for r in trace]
+        ax.plot(sims, [r["posterior_mean"] for r in trace], "-", label="BO: GP mean at φ_BO")
+        ax.plot(sims, [r["p_hat"] for r in trace], ".", alpha=0.5, label="BO: observed p̂")
+        rows = results["designs"][tname]
+        n = results["train_size"]
+        for method, colour in (("psp_gen", "C3"), ("competitor", "C2")):
+            r = rows[method]
+            ax.errorbar([n], [r["p_sim"]], [r["p_sim_se"]], fmt="o", color=colour,
+                        label=f"{method} (trained on {n})")
+        ax.errorbar([sims[-1]], [rows["bo"]["p_sim"]], [rows["bo"]["p_sim_se"]], fmt="s",
+                    color="C0", label="φ_BO by simulation")
+        ax.set_xlabel("simulations spent")
+        ax.set_ylabel("P(m ∈ M_d | φ)")
+        ax.set_title(f"{results['case']}: {tname}")
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)

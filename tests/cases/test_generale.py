@@ -1,0 +1,66 @@
+"""The Cases 2 / 5 harness (PSP-GEN, the SV-MOGP competitor and BO) end to end at tiny scale."""
+
+import json
+
+import pytest
+
+from psppyro.cases import case_names, get_case
+from psppyro.cases.generale import CASE2_BOX, competitor_design, protocol, run
+from psppyro.design import Box
+from psppyro.models.generale import _tiny_triads
+
+pytest.importorskip("botorch")
+
+
+def test_cases_are_registered():
+    assert {"pspgen-paper-case2", "pspgen-paper-case5"} <= set(case_names())
+    assert get_case("pspgen-paper-case5") is run
+
+
+def test_protocol_scales_and_validates():
+    full = protocol("pspgen-paper-case2", 1.0)
+    assert full["eval_samples"] == 1000 and full["flow"]["num_pairs"] == 20_000
+    assert protocol("pspgen-paper-case2", 0.001)["eval_samples"] == 20
+    with pytest.raises(ValueError, match="scale"):
+        protocol("pspgen-paper-case2", 1.5)
+    with pytest.raises(ValueError, match="name"):
+        protocol("case9")
+
+
+def test_competitor_design_on_toy_triads_targets_the_box():
+    # m = white fraction of 16 Bernoulli(phi) pixels: P(m in [0.7, 0.8]) peaks near phi = 0.75
+    out = competitor_design(_tiny_triads(300, 1), {"B": Box([0.7], [0.8])},
+                            phi_bounds=[[0.0, 1.0]], gp_epochs=40, gp_lr=0.1, gp_batch_size=300,
+                            num_inducing=8, num_pairs=2000, flow_epochs=8, num_candidates=512)
+    phi = float(out["designs"]["B"].phi[0])
+    assert abs(phi - 0.75) < 0.15, phi
+    assert 0 < out["p_model"]["B"] <= 1
+    assert set(out["timings"]) == {"chain_s", "pairs_s", "flow_fit_s", "design_s"}
+    with pytest.raises(ValueError, match="phi_bounds"):
+        competitor_design(_tiny_triads(), {"B": Box([0.7], [0.8])})
+    with pytest.raises(TypeError, match="targets"):
+        competitor_design(_tiny_triads(), {}, phi_bounds=[[0.0, 1.0]])
+
+
+def test_case2_end_to_end_at_tiny_scale(tmp_path):
+    res = run("pspgen-paper-case2", scale=0.001, out=tmp_path / "c2", seed=0, progress=False)
+    rows = res["designs"]["Md"]
+    assert set(rows) == {"psp_gen", "competitor", "bo", "reference"}
+    assert rows["reference"]["phi"] == [9.0, 1.905]
+    for r in rows.values():
+        assert 0 <= r["p_sim"] <= 1 and len(r["phi"]) == 2
+    # the learned models never saw a triad inside M_d
+    assert res["train_size"] <= res["generated"]
+    saved = json.loads((tmp_path / "c2" / "results.json").read_text())
+    assert saved["region"]["low"] == list(CASE2_BOX[0])
+    assert (tmp_path / "c2" / "bo_trace.png").stat().st_size > 0
+    assert "| Md | competitor |" in (tmp_path / "c2" / "results.md").read_text()
+
+
+def test_run_rejects_bad_arguments_before_work(tmp_path):
+    f = tmp_path / "file"
+    f.write_text("")
+    with pytest.raises(ValueError, match="is a file"):
+        run("pspgen-paper-case5", scale=0.1, out=f)
+    with pytest.raises(ValueError, match="name"):
+        run("pspgen-paper-case9", scale=0.1, out=tmp_path / "x")
