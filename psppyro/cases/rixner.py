@@ -167,7 +167,7 @@ def _density_plot(path, panels, target):
 
     fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.0))
     axes = axes if len(panels) > 1 else [axes]
-    for ax, (title, m0, m1, tgt) in zip(axes, panels, target):
+    for ax, (title, m0, m1, _), tgt in zip(axes, panels, target):
         ax.scatter(m0[:, 0], m0[:, 1], s=3, alpha=0.4, label="phi(0)")
         ax.scatter(m1[:, 0], m1[:, 1], s=3, alpha=0.4, label="phi*")
         t = tgt.sample(2000, seed=0)

@@ -34,7 +34,9 @@ def _tiny(name, scale=1.0):
     return p
 
 
-@pytest.mark.parametrize("name", ["rixner-o1", "rixner-o2"])
+@pytest.mark.parametrize(
+    "name", ["rixner-o1", pytest.param("rixner-o2", marks=pytest.mark.slow)]
+)
 def test_case_harness_runs_and_writes_results(tmp_path, monkeypatch, name):
     monkeypatch.setattr(rixner, "protocol", _tiny)
     monkeypatch.setitem(rixner.PROPERTIES, "rixner-o1", _stripes)

@@ -118,9 +118,9 @@ def test_random_acquisition_and_resume_after_interruption(tmp_path, monkeypatch)
     ],
 )
 def test_bad_input_is_refused(kw, err, match):
-    args = dict(SMALL)
+    args = dict(SMALL, steps=1)
     args.update(kw)
     with pytest.raises(err, match=match):
-        active_learning(_chain(), Box([0.45], [0.55]), white_fraction, steps=1, **args)
+        active_learning(_chain(), Box([0.45], [0.55]), white_fraction, **args)
     with pytest.raises(TypeError, match="chain must have"):
         active_learning(object(), Box([0.45], [0.55]), white_fraction)
