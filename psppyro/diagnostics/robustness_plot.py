@@ -73,9 +73,8 @@ def plot_robustness(
         lab = labels[k] if labels is not None else (c.label or str(k))
         ax.plot(r, v, "o-", color=color, label=lab, ms=3)
         ax.fill_between(r, v - 2 * s, v + 2 * s, color=color, alpha=0.2, lw=0)
-    tol = ", ".join(f"{float(t):.3g}" for t in curves[0].tolerance)
-    kind = "uniform box ±r·τ" if curves[0].distribution == "uniform" else "normal, sd r·τ"
-    ax.set_xlabel(f"tolerance radius r ({kind}, τ = ({tol}))")
+    kind = "φ* ± r·τ, uniform" if curves[0].distribution == "uniform" else "sd r·τ, normal"
+    ax.set_xlabel(f"tolerance radius r ({kind})")
     ylab = "P(m ∈ M_d)" if curves[0].objective == "probability" else curves[0].objective
     ax.set_ylabel(ylab + " (simulated)")
     if title:

@@ -48,15 +48,15 @@ def designer():
 def _design(d, box, seed=0):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DesignWarning)  # short training: k-hat may exceed 0.7
-        return d(box, seed=seed, num_samples=1000, num_eval_samples=1000)
+        return d(box, seed=seed, num_samples=500, num_eval_samples=500)
 
 
 def test_known_optima_for_several_targets_from_one_training(designer):
-    # posterior sd of phi is ~0.45 for these boxes; the MC error of the mean of 1000 draws ~0.015
+    # posterior sd of phi is ~0.45 for these boxes; the MC error of the mean of 500 draws ~0.02
     for c in (-1.5, -0.5, 0.5, 1.5):
         res = _design(designer, Box([c - 0.5], [c + 0.5]))
         assert abs(float(res.phi_star[0]) - c) < 0.25, (c, float(res.phi_star[0]))
-        assert res.method == "amortized" and res.samples.shape == (1000, 1)
+        assert res.method == "amortized" and res.samples.shape == (500, 1)
 
 
 def test_held_out_targets_designed_without_retraining(designer):
@@ -79,9 +79,9 @@ def test_training_objective_is_the_design_models_elbo(designer):
     # against target.pyro_model (posterior.score_guide) estimate the same E_q[log p - log q].
     box = Box([0.2], [1.0])
     with torch.no_grad():
-        elbo = float(designer.elbo([box], num_particles=4000, seed=1)[0])
-        _, log_w = designer.posterior(box, num_samples=4000, seed=2)
-    se = float(log_w.std()) / math.sqrt(4000)
+        elbo = float(designer.elbo([box], num_particles=2000, seed=1)[0])
+        _, log_w = designer.posterior(box, num_samples=2000, seed=2)
+    se = float(log_w.std()) / math.sqrt(2000)
     assert abs(elbo - float(log_w.mean())) < 5 * se * math.sqrt(2)
 
 
