@@ -27,6 +27,7 @@ def test_protocol_scales_and_validates():
         protocol("case9")
 
 
+@pytest.mark.slow  # ~6 min on the loaded session machine; the default suite runs the e2e case test
 def test_competitor_design_on_toy_triads_targets_the_box():
     # m = white fraction of 16 Bernoulli(phi) pixels: P(m in [0.7, 0.8]) peaks near phi = 0.75
     out = competitor_design(_tiny_triads(300, 1), {"B": Box([0.7], [0.8])},

@@ -47,12 +47,15 @@ def test_bo_improves_a_toy_objective_within_a_few_evaluations():
 
 
 def test_bo_with_a_process_and_a_property_map():
-    # CoinProcess + white_fraction: P(m in [0.5, 1.5] | phi) = phi, maximal at the upper bound
+    # CoinProcess + white_fraction: P(m in [0.5, 1.5] | phi) = phi; three Sobol evaluations of
+    # 40 simulations each through simulate_properties
     res = bayesopt_design(Box([0.5], [1.5]), process=CoinProcess(), properties=white_fraction,
-                          budget=100, sims_per_eval=20, num_init=3, raw_samples=32,
-                          num_restarts=2, seed=1)
-    assert float(res.phi[0]) > 0.75, res.phi
-    assert res.to_dict()["simulations"] == 100
+                          budget=120, sims_per_eval=40, num_init=3, seed=1)
+    assert res.to_dict()["simulations"] == 120 and res.X.shape == (3, 1)
+    p = res.X[:, 0]
+    z = (res.p_hat - p) / (p * (1 - p) / 40).clamp_min(1e-4).sqrt()
+    assert float(z.abs().max()) < 4.5, (res.p_hat, p)
+    assert res.trace[-1]["recommended"] in res.X.tolist()   # an evaluated point
 
 
 def test_bo_rejects_bad_input_before_simulating():

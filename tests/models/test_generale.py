@@ -68,6 +68,7 @@ def test_pca_rejects_bad_fraction_and_unfitted_use():
         TwoPointPCA().transform(_images(2, 0))
 
 
+@pytest.mark.slow  # the default suite checks the SV-MOGPs through the chain test below
 def test_svmogp_recovers_a_smooth_two_output_map():
     g = torch.Generator().manual_seed(0)
     x = torch.rand(300, 2, generator=g, dtype=torch.float64)
