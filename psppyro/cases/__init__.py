@@ -40,11 +40,11 @@ CASES: dict[str, tuple[str, str]] = {
     ),
     "pspgen-paper-case3": (
         "psppyro.cases.pspgen_paper",
-        "PSP-GEN Case 3: Case 1 with 128^2 microstructures",
+        "PSP-GEN Case 3: Case 1 with a small training set (2 500 x 1 triads)",
     ),
     "pspgen-paper-case4": (
         "psppyro.cases.pspgen_paper",
-        "PSP-GEN Case 4: Case 1 with semi-supervised training (few labelled triads)",
+        "PSP-GEN Case 4: 128^2 microstructures, the boxes of the paper's Table 3",
     ),
     "vae-regression": (
         "psppyro.cases.inversion",
