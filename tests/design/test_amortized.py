@@ -107,6 +107,12 @@ def test_save_load_round_trip(designer, tmp_path):
     assert torch.allclose(phi_a, phi_b) and torch.allclose(lw_a, lw_b)
     assert loaded.config() == designer.config()
     assert torch.equal(loaded.family.pool, designer.family.pool)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DesignWarning)
+        by_path = infer_design(ToyChain(), box, "amortized", designer=str(path), seed=5,
+                               num_samples=64, num_eval_samples=100)
+        direct = designer(box, seed=5, num_samples=64, num_eval_samples=100)
+    assert torch.allclose(by_path.phi_star, direct.phi_star)
     with pytest.raises(ValueError, match="trained for"):
         AmortizedDesigner.load(path, _TwoPhi())
     (tmp_path / "junk.pt").write_text("not a model")
