@@ -1,4 +1,4 @@
-"""Design with a PercolatedNormal property model: every method runs; SGA finds the closed-form optimum.
+"""Design with a PercolatedNormal property model: every method runs; SGA finds the exact optimum.
 
 Toy: φ ∈ [−3, 3], z ~ N(0, 1). Component 0 percolates with probability sigmoid(2φ) and is then
 N(φ + 0.3 z, 0.5²); component 1 never blocks, N(−φ + 0.3 z, 0.5²). Box: m0 ∈ [−∞, −1] (blocked
@@ -50,7 +50,7 @@ def test_box_utility_is_exact_for_percolated_normal_and_matches_simulation():
     m = d.sample((100_000,))
     p, se = BOX.from_simulations(m.reshape(-1, 2))
     assert abs(float(p) - float(BOX.log_utility(d).exp())) < 4 * float(se)
-    # The smooth (temperature) utility: per-component Monte Carlo, close to the exact one at small T.
+    # The smooth (temperature) utility: per-component Monte Carlo, near the exact one at small T.
     smooth = Box([-INF, -0.5], [-1.0, 1.5], temperature=0.01, num_mc=20_000)
     assert float(smooth.log_utility(d).exp()) == pytest.approx(float(BOX.log_utility(d).exp()),
                                                                abs=0.02)

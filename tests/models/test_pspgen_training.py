@@ -168,7 +168,7 @@ def test_weight_decay_dropout_and_paper_architecture():
     assert not gen.training  # eval mode outside fit: dropout off for design
     d1 = gen.property_dist(phi[:2], torch.zeros(2, 3)).mean
     assert torch.equal(d1, gen.property_dist(phi[:2], torch.zeros(2, 3)).mean)
-    assert gen.decoder_x.hidden[0].out_features == 512 and gen.decoder_x.hidden[1].out_features == 128
+    assert [layer.out_features for layer in gen.decoder_x.hidden] == [512, 128]
     before = {k: v.clone() for k, v in gen.state_dict().items()}
     hist = gen.fit((phi, x, m), epochs=2, batch_size=16, weight_decay=0.1, progress=False)
     assert not gen.training and math.isfinite(hist["train_loss"][-1])
