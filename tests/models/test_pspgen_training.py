@@ -74,9 +74,9 @@ def test_fast_loss_equals_trace_elbo(percolation):
 # --------------------------------------------------------------------------- percolation head
 def test_percolation_head_recovers_the_blocking_probability():
     p_block, n = 0.3, 400
-    phi, x, m, blocked = _blocked_triads(n, p_block=p_block)
+    phi, x, m, blocked = _blocked_triads(n, seed=1, p_block=p_block)
     gen = _gen(percolation=None)
-    gen.fit((phi, x, m), epochs=30, batch_size=50, lr=1e-2, progress=False, seed=0)
+    gen.fit((phi, x, m), epochs=12, batch_size=100, lr=2e-2, progress=False, seed=0)
     assert gen.has_percolation_head and gen.blocked_mask.tolist() == [True, False]
     # Standardization from the percolating entries only (not pulled towards the −20 floor).
     keep = ~blocked
@@ -86,8 +86,9 @@ def test_percolation_head_recovers_the_blocking_probability():
     d = gen.property_dist(phi_t, z)
     assert isinstance(d, PercolatedNormal)
     q = float(d.blocking_probs[..., 0].mean())
-    # The fitted probability against the empirical rate of the training set (its own SE
-    # sqrt(p(1-p)/n) = 0.023): within 3 SE of the true 0.3.
+    # The head reaches the maximum-likelihood value (the training set's blocking rate, 0.3075
+    # here) and so recovers the true 0.3 within 3 SE = 3 sqrt(p(1-p)/n) = 0.069.
+    assert abs(q - float(blocked.double().mean())) < 0.02, q
     se = math.sqrt(p_block * (1 - p_block) / n)
     assert abs(q - p_block) < 3 * se, q
     assert float(d.blocking_probs[..., 1].max()) == 0.0  # the volume fraction never blocks
