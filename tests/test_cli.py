@@ -46,7 +46,7 @@ def no_simulation(monkeypatch):
     "extra, message",
     [
         (["--low", "-5", "-5", "--high", "-6", "-6"], "low must be < high"),  # inverted box
-        (["--low", "nan", "-5", "--high", "-4", "-4"], "low must be finite"),
+        (["--low", "nan", "-5", "--high", "-4", "-4"], "low must not contain NaN"),
         (BOX + ["--num-samples", "-4"], "--num-samples must be an integer >= 1, got -4"),
         (BOX + ["--workers", "0"], "--workers must be an integer >= 1, got 0"),
         (BOX + ["--seed", "-1"], "--seed must be an integer seed"),

@@ -46,15 +46,13 @@ CASES: dict[str, tuple[str, str]] = {
         "psppyro.cases.pspgen_paper",
         "PSP-GEN Case 4: 128^2 microstructures, the boxes of the paper's Table 3",
     ),
-    "vae-regression": (
-        "psppyro.cases.inversion",
-        "VAE-Regression (Sardeshmukh): 3-D filtered volumes, C11; forward vs Reg-only CNN, "
-        "Gaussian vs mixture one-shot inverse",
+    "pspgen-paper-case2": (
+        "psppyro.cases.generale",
+        "PSP-GEN Case 2: cross-region design (trained outside M_d); PSP-GEN, competitor, BO",
     ),
-    "gan-mdn": (
-        "psppyro.cases.inversion",
-        "GAN + MDN (Mao): rixner64 images, K11; REP of 30 one-shot samples per target vs latent "
-        "optimization",
+    "pspgen-paper-case5": (
+        "psppyro.cases.generale",
+        "PSP-GEN Case 5: 10-D phi, low/high corner boxes; PSP-GEN, SV-MOGP competitor, BO",
     ),
     "rixner-o1": (
         "psppyro.cases.rixner",
@@ -65,13 +63,15 @@ CASES: dict[str, tuple[str, str]] = {
         "psppyro.cases.rixner",
         "Rixner & Koutsourelakis Case 2 (O2): target density of (K_11, K_22), vf 0.5 and 0.3",
     ),
-    "pspgen-paper-case2": (
-        "psppyro.cases.generale",
-        "PSP-GEN Case 2: cross-region design (trained outside M_d); PSP-GEN, competitor, BO",
+    "vae-regression": (
+        "psppyro.cases.inversion",
+        "VAE-Regression (Sardeshmukh): 3-D filtered volumes, C11; forward vs Reg-only CNN, "
+        "Gaussian vs mixture one-shot inverse",
     ),
-    "pspgen-paper-case5": (
-        "psppyro.cases.generale",
-        "PSP-GEN Case 5: 10-D phi, low/high corner boxes; PSP-GEN, SV-MOGP competitor, BO",
+    "gan-mdn": (
+        "psppyro.cases.inversion",
+        "GAN + MDN (Mao): rixner64 images, K11; REP of 30 one-shot samples per target vs latent "
+        "optimization",
     ),
 }
 

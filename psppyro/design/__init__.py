@@ -55,17 +55,17 @@ from .targets import Box, Target, TargetDensity, TargetValue
 from .tempering import TemperedTarget, effective_sample_size, tempering_schedule
 
 __all__ = [
+    "AmortizedDesigner",
+    "BoxFamily",
+    "DensityFamily",
+    "TargetFamily",
+    "ValueFamily",
     "ActiveLearningResult",
     "TemperedTarget",
     "acquisition_scores",
     "active_learning",
     "effective_sample_size",
     "tempering_schedule",
-    "AmortizedDesigner",
-    "BoxFamily",
-    "DensityFamily",
-    "TargetFamily",
-    "ValueFamily",
     "PAPER_CASES",
     "PaperDesign",
     "paper_reference",
