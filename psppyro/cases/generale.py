@@ -39,13 +39,13 @@ import json
 import math
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from .._random import derive_seed
 from .._validation import check_seed
+from ._common import check_run_args, jsonable
 
 __all__ = ["CASE_SPECS", "CASE2_BOX", "competitor_design", "protocol", "results_markdown", "run"]
 
@@ -180,20 +180,6 @@ def competitor_design(train, targets: dict, *, phi_bounds=None, fraction: float 
             "timings": timings}
 
 
-def _jsonable(x):
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, torch.Tensor):
-        return _jsonable(x.tolist())
-    if isinstance(x, (np.floating, np.integer)):
-        return x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return None if math.isnan(x) else ("inf" if x > 0 else "-inf")
-    return x
-
-
 def _targets(name):
     from ..design import Box, paper_reference
 
@@ -231,14 +217,7 @@ def run(name: str, *, scale: float, out, seed: int = 0, progress: bool = True) -
         ValueError: scale must be in (0, 1], got 0.0
     """
     proto = protocol(name, scale)
-    seed = check_seed("seed", seed)
-    if not isinstance(out, (str, Path)):
-        raise TypeError(f"out must be a str or pathlib.Path, got {out!r}")
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"out {str(out)!r} is a file; give a folder")
-    if not out.resolve().parent.is_dir():
-        raise ValueError(f"out {str(out)!r}: its parent folder does not exist")
+    scale, out, seed = check_run_args(scale, out, seed, progress)
     from ..data import dataset_preset
     from ..design import DesignWarning, evaluate, infer_design
     from ..design.bayesopt import bayesopt_design
@@ -340,7 +319,7 @@ def run(name: str, *, scale: float, out, seed: int = 0, progress: bool = True) -
         "paper": paper,
         "wall_times": walls,
     }
-    results = _jsonable(results)
+    results = jsonable(results)
     (out / "results.json").write_text(json.dumps(results, indent=1))
     (out / "results.md").write_text(results_markdown(results))
     _bo_figure(out / "bo_trace.png", results)

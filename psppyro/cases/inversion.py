@@ -59,7 +59,6 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import time
@@ -70,6 +69,7 @@ import torch
 
 from .._random import derive_seed
 from .._validation import check_seed
+from ._common import StageClock, check_run_args, check_scale, jsonable
 
 __all__ = ["mape", "protocol", "r2", "results_markdown", "run", "run_protocol"]
 
@@ -106,14 +106,6 @@ def r2(y: torch.Tensor, y_hat: torch.Tensor) -> float:
     return float(1 - ((y - y_hat) ** 2).sum() / ((y - y.mean()) ** 2).sum())
 
 
-def _check_scale(scale):
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)):
-        raise TypeError(f"scale must be a number in (0, 1], got {scale!r}")
-    if not (math.isfinite(scale) and 0.0 < scale <= 1.0):
-        raise ValueError(f"scale must be in (0, 1], got {scale!r}")
-    return float(scale)
-
-
 def protocol(name: str, scale: float = 1.0) -> dict:
     """Every size of case ``name`` at ``scale`` (the module table).
 
@@ -135,7 +127,7 @@ def protocol(name: str, scale: float = 1.0) -> dict:
     """
     if not isinstance(name, str) or name not in CASE_NAMES:
         raise ValueError(f"name must be one of {list(CASE_NAMES)}, got {name!r}")
-    s = _check_scale(scale)
+    s = check_scale(scale)
     if name == "vae-regression":
         side = 51 if s >= 1 else 32 if s >= 0.25 else 16 if s >= 0.01 else 8
         return {
@@ -160,32 +152,6 @@ def protocol(name: str, scale: float = 1.0) -> dict:
     }
 
 
-class _Clock:
-    def __init__(self):
-        self.stages = {}
-
-    @contextlib.contextmanager
-    def __call__(self, stage):
-        t0 = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.stages[stage] = self.stages.get(stage, 0.0) + time.perf_counter() - t0
-
-
-def _jsonable(x):
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, (torch.Tensor, np.ndarray)):
-        return _jsonable(x.tolist())
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
-
-
-# ---------------------------------------------------------------------------------- data
 def filtered3d_volumes(side, sigmas, per_family, seed, progress=False):
     """Volumes of the ``filtered3d`` process at ``side``³ with volume fractions from U(0.2, 0.8),
     labelled by ``c11_3d``.
@@ -569,7 +535,7 @@ def run_protocol(proto: dict, out, seed: int = 0, progress: bool = True) -> dict
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "data").mkdir(exist_ok=True)
-    clock = _Clock()
+    clock = StageClock()
     t0 = time.perf_counter()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(seed, 99) % 2**62)
@@ -579,7 +545,7 @@ def run_protocol(proto: dict, out, seed: int = 0, progress: bool = True) -> dict
             results = _run_gan(proto, out, seed, progress, clock)
     results["case"] = proto["case"]
     results["wall_times"] = dict(clock.stages, total=time.perf_counter() - t0)
-    results = _jsonable(results)
+    results = jsonable(results)
     (out / "results.json").write_text(json.dumps(results, indent=1))
     (out / "results.md").write_text(results_markdown(results))
     return results
@@ -610,14 +576,5 @@ def run(name: str, *, scale: float, out, seed: int = 0, progress: bool = True) -
         ValueError: scale must be in (0, 1], got 0.0
     """
     proto = protocol(name, scale)
-    seed = check_seed("seed", seed)
-    if not isinstance(progress, bool):
-        raise TypeError(f"progress must be True or False, got {progress!r}")
-    if not isinstance(out, (str, Path)):
-        raise TypeError(f"out must be a str or pathlib.Path, got {out!r}")
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"out {str(out)!r} is a file; give a folder")
-    if not out.resolve().parent.is_dir():
-        raise ValueError(f"out {str(out)!r}: its parent folder does not exist")
+    scale, out, seed = check_run_args(scale, out, seed, progress)
     return run_protocol(proto, out, seed=seed, progress=progress)

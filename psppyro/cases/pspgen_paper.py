@@ -57,18 +57,16 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from psppyro._random import derive_seed
-from psppyro._validation import check_seed
+
+from ._common import StageClock, check_run_args, check_scale, jsonable
 
 __all__ = ["CASE_SPECS", "protocol", "run"]
 
@@ -105,14 +103,6 @@ def _s(seed, *keys):
     return derive_seed(seed, *keys) % 2**31
 
 
-def _check_scale(scale):
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)):
-        raise TypeError(f"scale must be a number in (0, 1], got {scale!r}")
-    if not (math.isfinite(scale) and 0.0 < scale <= 1.0):
-        raise ValueError(f"scale must be in (0, 1], got {scale!r}")
-    return float(scale)
-
-
 def protocol(name: str, scale: float = 1.0) -> dict:
     """Every size of case ``name`` at ``scale`` (the module table), as a dict.
 
@@ -135,7 +125,7 @@ def protocol(name: str, scale: float = 1.0) -> dict:
     """
     if not isinstance(name, str) or name not in CASE_SPECS:
         raise ValueError(f"name must be one of {list(CASE_SPECS)}, got {name!r}")
-    s = _check_scale(scale)
+    s = check_scale(scale)
     spec = CASE_SPECS[name]
     return {
         "case": name,
@@ -161,21 +151,6 @@ def protocol(name: str, scale: float = 1.0) -> dict:
         "calibration_samples": max(200, round(2000 * s)),
         "gallery": 5,
     }
-
-
-class _Clock:
-    """Per-stage wall times (seconds), in order."""
-
-    def __init__(self):
-        self.stages = {}
-
-    @contextlib.contextmanager
-    def __call__(self, stage):
-        t0 = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.stages[stage] = self.stages.get(stage, 0.0) + time.perf_counter() - t0
 
 
 def _dataset(preset_name, scale, folder, per_phi=None, progress=True):
@@ -210,24 +185,8 @@ def _train(ds, variant_dz1, proto, folder, label, seed, progress):
         seed=_s(seed, 5), progress=progress,
     )
     gen.save(path)
-    hist_path.write_text(json.dumps(_jsonable(history), allow_nan=True))
+    hist_path.write_text(json.dumps(jsonable(history), allow_nan=True))
     return gen, history, False
-
-
-def _jsonable(x):
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, torch.Tensor):
-        return _jsonable(x.tolist())
-    if isinstance(x, np.ndarray):
-        return _jsonable(x.tolist())
-    if isinstance(x, (np.floating, np.integer)):
-        return x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return None if math.isnan(x) else ("inf" if x > 0 else "-inf")
-    return x
 
 
 def _design(gen, box, method, proto, seed, progress):
@@ -239,7 +198,7 @@ def _design(gen, box, method, proto, seed, progress):
         res = infer_design(gen, box, method, seed=seed, progress=progress,
                            num_eval_samples=proto["num_eval_samples"], **opts)
     keep = ("r_hat", "ess_bulk", "divergences", "khat", "final_elbo", "restart_objectives")
-    diag = {k: _jsonable(v) for k, v in res.diagnostics.items() if k in keep}
+    diag = {k: jsonable(v) for k, v in res.diagnostics.items() if k in keep}
     return {
         "phi_star": [float(v) for v in res.phi_star],
         "p_model": res.probability,
@@ -406,18 +365,7 @@ def _test_tensors(ds):
 def _check_run_args(name, scale, out, seed, progress):
     if not isinstance(name, str) or name not in CASE_SPECS:
         raise ValueError(f"name must be one of {list(CASE_SPECS)}, got {name!r}")
-    scale = _check_scale(scale)
-    seed = check_seed("seed", seed)
-    if not isinstance(progress, bool):
-        raise TypeError(f"progress must be True or False, got {progress!r}")
-    if not isinstance(out, (str, Path)):
-        raise TypeError(f"out must be a str or pathlib.Path, got {out!r}")
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"out {str(out)!r} is a file; give a folder")
-    parent = out.resolve().parent
-    if not parent.is_dir():
-        raise ValueError(f"out {str(out)!r}: the folder {str(parent)!r} does not exist")
+    scale, out, seed = check_run_args(scale, out, seed, progress)
     return scale, seed, out
 
 
@@ -459,7 +407,7 @@ def run(name: str, *, scale: float, out, seed: int = 0, progress: bool = True) -
     out.mkdir(exist_ok=True)
     (out / "data").mkdir(exist_ok=True)
     (out / "models").mkdir(exist_ok=True)
-    clock = _Clock()
+    clock = StageClock()
     boxes = paper_targets(spec["paper"])
     paper = paper_reference(spec["paper"])
     targets = list(boxes)
@@ -557,9 +505,9 @@ def run(name: str, *, scale: float, out, seed: int = 0, progress: bool = True) -
                         "goal_met": bool(pr > 0 and ps >= 0.97 * pr)}
         results["variants"][label] = {
             "d_z1": int(gen.d_z1), "d_z0": int(gen.d_z0),
-            "model_config": _jsonable(gen.config()) if hasattr(gen, "config") else {},
+            "model_config": jsonable(gen.config()) if hasattr(gen, "config") else {},
             "model_reused": reused,
-            "best_epoch": _jsonable(history.get("best_epoch")) if history else None,
+            "best_epoch": jsonable(history.get("best_epoch")) if history else None,
             "epochs_run": len(history.get("train_loss", history.get("loss", []))) if history
             else None,
             "designs": designs, "evaluations": evaluations, "table": table,
@@ -571,7 +519,7 @@ def run(name: str, *, scale: float, out, seed: int = 0, progress: bool = True) -
         }
     bar.close()
     results["wall_times"] = dict(clock.stages)
-    (out / "results.json").write_text(json.dumps(_jsonable(results), indent=1))
+    (out / "results.json").write_text(json.dumps(jsonable(results), indent=1))
     (out / "results.md").write_text(results_markdown(results))
     return results
 

@@ -39,12 +39,11 @@ import json
 import math
 import statistics
 import time
-from pathlib import Path
 
 import torch
 
 from .._random import derive_seed
-from .._validation import check_seed
+from ._common import check_run_args, check_scale
 
 __all__ = ["O2_TARGET", "PAPER", "PROPERTIES", "protocol", "run"]
 
@@ -60,12 +59,6 @@ O1_BOX = ([8.5, 6.75], [11.0, 9.0])
 PROPERTIES = {"rixner-o1": "rixner_o1", "rixner-o2": "rixner_o2"}
 
 
-def _check_scale(scale):
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not (0 < scale <= 1):
-        raise ValueError(f"scale must be in (0, 1], got {scale!r}")
-    return float(scale)
-
-
 def protocol(name: str, scale: float = 1.0) -> dict:
     """Sizes of case ``name`` at ``scale`` (the paper's protocol at 1).
 
@@ -79,7 +72,7 @@ def protocol(name: str, scale: float = 1.0) -> dict:
     """
     if name not in ("rixner-o1", "rixner-o2"):
         raise ValueError(f"name must be 'rixner-o1' or 'rixner-o2', got {name!r}")
-    s = _check_scale(scale)
+    s = check_scale(scale)
     o1 = name == "rixner-o1"
 
     def sz(n, floor):
@@ -229,15 +222,7 @@ def run(name: str, *, scale: float, out, seed: int = 0, progress: bool = True) -
     """
     if name not in ("rixner-o1", "rixner-o2"):
         raise ValueError(f"name must be 'rixner-o1' or 'rixner-o2', got {name!r}")
-    scale = _check_scale(scale)
-    seed = check_seed("seed", seed)
-    if not isinstance(progress, bool):
-        raise TypeError(f"progress must be True or False, got {progress!r}")
-    if not isinstance(out, (str, Path)):
-        raise TypeError(f"out must be a str or pathlib.Path, got {out!r}")
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"out {str(out)!r} is a file; give a folder")
+    scale, out, seed = check_run_args(scale, out, seed, progress)
     out.mkdir(exist_ok=True)
     (out / "figures").mkdir(exist_ok=True)
     proto = protocol(name, scale)

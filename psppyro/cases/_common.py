@@ -1,0 +1,95 @@
+"""What every benchmark case shares: argument checks, a per-stage wall clock, JSON conversion.
+
+Example::
+
+    >>> clock = StageClock()
+    >>> with clock("train"):
+    ...     pass
+    >>> list(clock.stages), jsonable({"p": float("inf"), "q": float("nan")})
+    (['train'], {'p': 'inf', 'q': None})
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .._validation import check_seed
+
+
+def check_scale(scale) -> float:
+    """``scale`` as a float in (0, 1]; TypeError for a non-number, ValueError outside the range.
+
+    Example::
+
+        >>> check_scale(2)
+        Traceback (most recent call last):
+        ...
+        ValueError: scale must be in (0, 1], got 2
+    """
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)):
+        raise TypeError(f"scale must be a number in (0, 1], got {scale!r}")
+    if not (math.isfinite(scale) and 0.0 < scale <= 1.0):
+        raise ValueError(f"scale must be in (0, 1], got {scale!r}")
+    return float(scale)
+
+
+def check_run_args(scale, out, seed, progress) -> tuple[float, Path, int]:
+    """Check the common arguments of a case's ``run`` before any work; returns (scale, out, seed).
+
+    ``out`` may not exist yet (it is created by the case) but its parent folder must.
+
+    Example::
+
+        >>> check_run_args(0.5, "results", 0, True)[0]
+        0.5
+    """
+    scale = check_scale(scale)
+    seed = check_seed("seed", seed)
+    if not isinstance(progress, bool):
+        raise TypeError(f"progress must be True or False, got {progress!r}")
+    if not isinstance(out, (str, Path)):
+        raise TypeError(f"out must be a str or pathlib.Path, got {out!r}")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out {str(out)!r} is a file; give a folder")
+    parent = out.resolve().parent
+    if not parent.is_dir():
+        raise ValueError(f"out {str(out)!r}: the folder {str(parent)!r} does not exist")
+    return scale, out, seed
+
+
+class StageClock:
+    """Per-stage wall times in seconds (``stages``, in first-use order); a stage may recur."""
+
+    def __init__(self):
+        self.stages: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.stages[stage] = self.stages.get(stage, 0.0) + time.perf_counter() - t0
+
+
+def jsonable(x):
+    """``x`` with tensors/arrays as lists, NumPy scalars as Python numbers, NaN as None, ±inf as
+    the strings "inf"/"-inf" (so ``json.dumps(..., allow_nan=False)`` accepts it)."""
+    if isinstance(x, dict):
+        return {str(k): jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [jsonable(v) for v in x]
+    if isinstance(x, (torch.Tensor, np.ndarray)):
+        return jsonable(x.tolist())
+    if isinstance(x, (np.floating, np.integer)):
+        return jsonable(x.item())
+    if isinstance(x, float) and not math.isfinite(x):
+        return None if math.isnan(x) else ("inf" if x > 0 else "-inf")
+    return x
