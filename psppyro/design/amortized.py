@@ -81,7 +81,7 @@ from torch.distributions import MultivariateNormal, biject_to
 
 from .._random import derive_seed, make_generator
 from .._validation import as_tensor, check_choice, check_int, check_positive, check_seed
-from .flow import _FLOWS, _flow_guide
+from .flow import _FLOWS, _check_architecture, _flow_guide
 from .posterior import score_guide
 from .protocol import CheckedModel, as_checked, validate_model
 from .registry import MethodOutput, register_method
@@ -562,16 +562,9 @@ class AmortizedDesigner:
         seed: int = 0,
     ):
         check_choice("flow", flow, tuple(f for f in _FLOWS if f != "cnf"))
-        transforms = check_int("transforms", transforms)
-        if isinstance(hidden_features, (str, bytes)) or not hasattr(hidden_features, "__iter__"):
-            raise TypeError(
-                f"hidden_features must be a sequence of layer widths, got {hidden_features!r}"
-            )
-        hidden_features = tuple(
-            check_int(f"hidden_features[{i}]", h) for i, h in enumerate(hidden_features)
+        transforms, hidden_features, passes = _check_architecture(
+            transforms, hidden_features, passes
         )
-        if passes is not None:
-            passes = check_int("passes", passes)
         num_pseudo_data = check_int("num_pseudo_data", num_pseudo_data)
         pool_size = check_int("pool_size", pool_size, minimum=16)
         seed = check_seed("seed", seed)

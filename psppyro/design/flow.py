@@ -63,6 +63,21 @@ def _make_flow(kind, features, transforms, hidden_features, passes):
     return zuko.flows.CNF(features, hidden_features=hidden)
 
 
+def _check_architecture(transforms, hidden_features, passes):
+    """(transforms, hidden_features as a tuple of ints, passes) checked (shared with amortized)."""
+    transforms = check_int("transforms", transforms)
+    if isinstance(hidden_features, (str, bytes)) or not hasattr(hidden_features, "__iter__"):
+        raise TypeError(
+            f"hidden_features must be a sequence of layer widths, got {hidden_features!r}"
+        )
+    hidden_features = tuple(
+        check_int(f"hidden_features[{i}]", h) for i, h in enumerate(hidden_features)
+    )
+    if passes is not None:
+        passes = check_int("passes", passes)
+    return transforms, hidden_features, passes
+
+
 def _flow_guide(cm, copies, flow):
     d_phi, latent_dim = cm.d_phi, cm.latent_dim
     to_phi = biject_to(cm.prior.support)
@@ -139,16 +154,7 @@ def run_flow(
     num_steps, num_particles, num_samples, num_pseudo_data = check_guide_options(
         num_steps, lr, num_particles, num_samples, num_pseudo_data
     )
-    transforms = check_int("transforms", transforms)
-    if isinstance(hidden_features, (str, bytes)) or not hasattr(hidden_features, "__iter__"):
-        raise TypeError(
-            f"hidden_features must be a sequence of layer widths, got {hidden_features!r}"
-        )
-    hidden_features = tuple(
-        check_int(f"hidden_features[{i}]", h) for i, h in enumerate(hidden_features)
-    )
-    if passes is not None:
-        passes = check_int("passes", passes)
+    transforms, hidden_features, passes = _check_architecture(transforms, hidden_features, passes)
     cm = as_checked(model, target)
     copies = target.latent_copies(num_pseudo_data)
     pyro_model = design_model(cm, target, num_pseudo_data, seed)
