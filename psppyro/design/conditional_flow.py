@@ -233,7 +233,7 @@ class ConditionalFlow(torch.nn.Module):
 
     @torch.no_grad()
     def sample(self, m: torch.Tensor, num_samples: int, seed: int = 0) -> torch.Tensor:
-        """φ ~ q(φ | m): Tensor (num_samples, *m.shape[:-1], d_φ), inside the box."""
+        """φ ~ q(φ | m): Tensor ``(num_samples, *m.shape[:-1], d_φ)``, inside the box."""
         m = as_tensor("m", m, dtype=torch.float32)
         check_last_dim("m", m, self.d_m)
         num_samples = check_int("num_samples", num_samples)

@@ -82,7 +82,7 @@ class LowRankQ(torch.nn.Module):
 
     Args:
         dim: event size. rank: columns of L (capped at ``dim``). batch: batch shape (O2: (S,)).
-        loc: initial mean (broadcast to (*batch, dim)); scale: initial standard deviations.
+        loc: initial mean (broadcast to ``(*batch, dim)``); scale: initial standard deviations.
         seed: seed of the small random initial L.
 
     Example::

@@ -399,8 +399,10 @@ class GeneraleChain(torch.nn.Module):
         phi_bounds: (d_φ, 2). m_mean, m_std: (d_m,) standardization of m.
         phi_names: optional names of the φ components.
 
+    The design latent has ``latent_dim`` = d_pc + d_m components (z = the GP sampling noise,
+    module docstring).
+
     Attributes:
-        latent_dim: d_pc + d_m (z = the GP sampling noise, module docstring).
         timings: wall seconds of the PCA and GP fits (filled by :meth:`fit_data`).
 
     Example::
