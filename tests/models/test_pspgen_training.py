@@ -83,7 +83,8 @@ def test_percolation_head_recovers_the_blocking_probability():
     assert float(gen.m_mean[0]) == pytest.approx(float(m[keep, 0].mean()), abs=1e-4)
     phi_t = make_triads(50, seed=9)[0]
     z = torch.randn(400, 1, 3, generator=torch.Generator().manual_seed(1))
-    d = gen.property_dist(phi_t, z)
+    with torch.no_grad():
+        d = gen.property_dist(phi_t, z)
     assert isinstance(d, PercolatedNormal)
     q = float(d.blocking_probs[..., 0].mean())
     # The head reaches the maximum-likelihood value (the training set's blocking rate, 0.3075
