@@ -23,6 +23,7 @@ __all__ = [
     "check_in_bounds",
     "check_interval",
     "check_last_dim",
+    "check_paired_rows",
     "check_positive",
     "check_choice",
 ]
@@ -210,6 +211,29 @@ def check_last_dim(name, t, size):
             f"{name} must have last dimension {size} (shape (..., {size})), "
             f"got shape {tuple(t.shape)}"
         )
+
+
+def check_paired_rows(name_x, x, d_x, name_y, y, d_y, dtype=torch.float32):
+    """Two finite 2-D tensors (n, d_x) and (n, d_y) with the same n (training pairs), as tensors.
+
+    Example::
+
+        >>> x, y = check_paired_rows("phi", [[0.0, 1.0]], 2, "m", [[3.0]], 1)
+        >>> tuple(x.shape), tuple(y.shape)
+        ((1, 2), (1, 1))
+    """
+    x = as_tensor(name_x, x, dtype=dtype)
+    y = as_tensor(name_y, y, dtype=dtype)
+    if x.dim() != 2 or y.dim() != 2 or x.shape[0] != y.shape[0]:
+        raise ValueError(
+            f"{name_x} and {name_y} must be (n, {d_x}) and (n, {d_y}) with the same n, got "
+            f"{tuple(x.shape)} and {tuple(y.shape)}"
+        )
+    check_last_dim(name_x, x, d_x)
+    check_last_dim(name_y, y, d_y)
+    check_finite(name_x, x)
+    check_finite(name_y, y)
+    return x, y
 
 
 def check_in_bounds(name, t, bounds, atol=1e-6):

@@ -70,6 +70,7 @@ import json
 import math
 import time
 import warnings
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
@@ -124,7 +125,7 @@ def _in_range(x, lo, hi):
     return bool(((x >= lo * (1 - _SLACK)) & (x <= hi * (1 + _SLACK))).all())
 
 
-class TargetFamily:
+class TargetFamily(ABC):
     """Base class of target families: a distribution p(t) of training targets and a context c(t).
 
     A family is *fitted* to a model (:meth:`fit`: a pool of predictive property draws) before
@@ -208,23 +209,25 @@ class TargetFamily:
         return int(self.pool.shape[1])
 
     # -- interface ---------------------------------------------------------------------------
+    @abstractmethod
     def context_dim(self) -> int:
         """Length of the context vector c(t)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def sample_one(self, generator: torch.Generator) -> Target:
         """One training target drawn from p(t)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def context(self, target: Target) -> torch.Tensor:
         """c(t): float64 Tensor (context_dim,)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _centre(self, target):
-        raise NotImplementedError
+        """The target's centre in property space, (d_m,)."""
 
+    @abstractmethod
     def _width_problem(self, target) -> str | None:
-        raise NotImplementedError
+        """Why the target's width/spread lies outside the family's range, or None."""
 
     def sample(self, num_targets: int, seed: int | torch.Generator = 0) -> list:
         """``num_targets`` targets drawn from p(t) (a list), reproducible by ``seed``.
@@ -276,9 +279,9 @@ class TargetFamily:
             )
         return self._width_problem(target)
 
+    @abstractmethod
     def config(self) -> dict:
         """JSON-serializable description (kind and options; the pool is saved separately)."""
-        raise NotImplementedError
 
 
 class BoxFamily(TargetFamily):

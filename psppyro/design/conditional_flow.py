@@ -56,9 +56,9 @@ from .._random import derive_seed, make_generator
 from .._validation import (
     as_tensor,
     check_choice,
-    check_finite,
     check_int,
     check_last_dim,
+    check_paired_rows,
     check_positive,
     check_seed,
 )
@@ -195,17 +195,7 @@ class ConditionalFlow(torch.nn.Module):
         Raises:
             ValueError: mismatched or non-finite inputs, bad sizes.
         """
-        phi = as_tensor("phi", phi, dtype=torch.float32)
-        m = as_tensor("m", m, dtype=torch.float32)
-        if phi.dim() != 2 or m.dim() != 2 or phi.shape[0] != m.shape[0]:
-            raise ValueError(
-                f"phi and m must be (n, d_phi) and (n, d_m) with the same n, got "
-                f"{tuple(phi.shape)} and {tuple(m.shape)}"
-            )
-        check_last_dim("phi", phi, self.d_phi)
-        check_last_dim("m", m, self.d_m)
-        check_finite("phi", phi)
-        check_finite("m", m)
+        phi, m = check_paired_rows("phi", phi, self.d_phi, "m", m, self.d_m)
         epochs = check_int("epochs", epochs)
         batch_size = check_int("batch_size", batch_size)
         check_positive("lr", lr)

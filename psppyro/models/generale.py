@@ -66,6 +66,7 @@ from .._validation import (
     check_int,
     check_interval,
     check_last_dim,
+    check_paired_rows,
     check_positive,
     check_seed,
 )
@@ -294,17 +295,7 @@ class SVMOGP(torch.nn.Module):
             ValueError: mismatched shapes, non-finite data, bad sizes.
         """
         gpytorch = _gpytorch()
-        x = as_tensor("x", x, dtype=_DTYPE)
-        y = as_tensor("y", y, dtype=_DTYPE)
-        if x.dim() != 2 or y.dim() != 2 or x.shape[0] != y.shape[0]:
-            raise ValueError(
-                f"x and y must be (n, d_in) and (n, d_out) with the same n, got {tuple(x.shape)} "
-                f"and {tuple(y.shape)}"
-            )
-        check_last_dim("x", x, self.d_in)
-        check_last_dim("y", y, self.d_out)
-        check_finite("x", x)
-        check_finite("y", y)
+        x, y = check_paired_rows("x", x, self.d_in, "y", y, self.d_out, dtype=_DTYPE)
         epochs = check_int("epochs", epochs)
         batch_size = check_int("batch_size", batch_size)
         check_positive("lr", lr)
