@@ -244,8 +244,11 @@ def elbo_loss(gen, phi, x, m=None, m_mask=None, weight=None, z0=None, analytic_k
     return _loss_terms(gen, phi, x, m, lab, loc, scale, weight, z0, analytic_kl)
 
 
-def _training_loss(gen, batch_l, batch_u, n_l, n_u, n_total, guide_x_weight):
-    # One step: labelled rows, their m-hidden copies (x-only guide), unlabelled rows.
+def _training_loss(gen, batch_l, batch_u, n_l, n_u, n_total, guide_x_weight,
+                   guide_x_fraction=1.0):
+    # One step: labelled rows, m-hidden copies of the first ceil(fraction * b) of them (the batch
+    # is a random subset, so these are too; their weight is scaled by b / k: unbiased) for the
+    # x-only guide, and unlabelled rows.
     phi, x, m = batch_l
     b = phi.shape[0]
     w_l = phi.new_full((b,), n_l / (b * n_total))
@@ -254,9 +257,10 @@ def _training_loss(gen, batch_l, batch_u, n_l, n_u, n_total, guide_x_weight):
     locs, scales, phis, xs, ws = [loc], [scale], [phi], [x], [w_l]
     un_phi, un_x = [], []
     if guide_x_weight > 0:
-        un_phi.append(phi)
-        un_x.append(x)
-        ws.append(w_l * guide_x_weight)
+        k = max(1, math.ceil(guide_x_fraction * b))
+        un_phi.append(phi[:k])
+        un_x.append(x[:k])
+        ws.append(w_l[:k] * (guide_x_weight * b / k))
     if batch_u is not None:
         phi_u, x_u = batch_u[0], batch_u[1]
         bu = phi_u.shape[0]
@@ -379,7 +383,7 @@ _KEYS = ("epoch", "loss", "train_loss", "rec_x", "rec_m", "kl", "val_loss", "val
 def fit(gen, train, val=None, epochs=500, batch_size=50, lr=1e-3, unlabelled=None, patience=60,
         lr_patience=20, lr_factor=1.0 / 3.0, checkpoint_dir=None, checkpoint_every=50,
         resume=None, seed=0, progress=True, device=None, guide_x_weight=0.01, weight_decay=0.0,
-        select="property", val_num_z=64):
+        select="property", val_num_z=64, guide_x_fraction=0.2):
     """Train ``gen`` (the body of :meth:`PSPGen.fit`, which documents every argument).
 
     Returns:
@@ -412,6 +416,7 @@ def fit(gen, train, val=None, epochs=500, batch_size=50, lr=1e-3, unlabelled=Non
     check_positive("lr", lr)
     check_interval("lr_factor", lr_factor, 0.0, 1.0)
     check_positive("guide_x_weight", guide_x_weight, allow_zero=True)
+    check_interval("guide_x_fraction", guide_x_fraction, 0.0, 1.0, closed=(False, True))
     check_positive("weight_decay", weight_decay, allow_zero=True)
     check_choice("select", select, ("property", "elbo"))
     seed = check_seed("seed", seed)  # a Python int: it is stored in the checkpoints
@@ -487,7 +492,7 @@ def fit(gen, train, val=None, epochs=500, batch_size=50, lr=1e-3, unlabelled=Non
             acc = None
             for batch_l in stream_l:
                 loss, terms = _training_loss(gen, batch_l, next(stream_u, None), n_l, n_u,
-                                             n_total, guide_x_weight)
+                                             n_total, guide_x_weight, guide_x_fraction)
                 optim.zero_grad(set_to_none=True)
                 loss.backward()
                 optim.step()

@@ -183,3 +183,19 @@ def test_weight_decay_dropout_and_paper_architecture():
         _gen(dropout=1.0)
     with pytest.raises(TypeError, match="percolation"):
         _gen(percolation="yes")
+
+
+def test_guide_x_fraction_sets_the_rows_of_the_m_hidden_copies():
+    phi, x, m = make_triads(40)
+    gen = _gen()
+    rows = []
+    hook = gen.enc_u_x.register_forward_hook(lambda mod, inp, out: rows.append(inp[0].shape[0]))
+    gen.fit((phi, x, m), epochs=1, batch_size=20, guide_x_fraction=0.2, progress=False)
+    assert rows == [4, 4]  # ceil(0.2 · 20) copies per step, two steps, no validation
+    rows.clear()
+    gen.fit((phi, x, m), epochs=1, batch_size=20, guide_x_fraction=1.0, progress=False)
+    assert rows == [20, 20]
+    hook.remove()
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match="guide_x_fraction"):
+            gen.fit((phi, x, m), epochs=1, guide_x_fraction=bad, progress=False)
