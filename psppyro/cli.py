@@ -601,6 +601,10 @@ def _add_benchmark(sub):
     p.add_argument("--out", default=None, help="output folder (default: benchmark_output/CASE)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--no-competitor", action="store_true",
+                   help="skip the competitor stage (pspgen-paper-case1/3/4)")
+    p.add_argument("--no-bayesopt", action="store_true",
+                   help="skip the Bayesian-optimization stage (pspgen-paper-case1/3/4)")
     p.set_defaults(func=_run_benchmark)
 
 
@@ -625,8 +629,17 @@ def _run_benchmark(args):
     if not parent.is_dir() or not os.access(parent, os.W_OK):
         raise ValueError(f"--out {str(out)!r}: the folder {str(parent)!r} is missing or read-only")
     run = get_case(args.case)
+    skip = {k: False for k, flag in (("competitor", args.no_competitor),
+                                      ("bayesopt", args.no_bayesopt)) if flag}
+    import inspect
+
+    unknown = sorted(set(skip) - set(inspect.signature(run).parameters))
+    if unknown:
+        raise ValueError(f"case {args.case!r} has no stage {unknown[0]!r} to skip (--no-"
+                         f"{unknown[0]} applies to pspgen-paper-case1/3/4)")
     out.mkdir(exist_ok=True)
-    run(args.case, scale=args.scale, out=out, seed=args.seed, progress=not args.no_progress)
+    run(args.case, scale=args.scale, out=out, seed=args.seed, progress=not args.no_progress,
+        **skip)
     print(f"results written to {out}")
     return 0
 

@@ -47,7 +47,12 @@ from .._random import derive_seed
 from .._validation import check_seed
 from ._common import check_run_args, jsonable
 
-__all__ = ["CASE_SPECS", "CASE2_BOX", "competitor_design", "protocol", "results_markdown", "run"]
+__all__ = ["CASE_SPECS", "CASE2_BOX", "FLOW_ARCHITECTURE", "competitor_design",
+           "design_competitor", "load_competitor", "protocol", "results_markdown", "run",
+           "save_competitor"]
+
+#: The competitor's conditional-flow architecture (saved with it by :func:`save_competitor`).
+FLOW_ARCHITECTURE = {"transforms": 3, "hidden": (64, 64), "bins": 8}
 
 #: Case 2's target (our reading, module docstring): (low, high) of (ln k_xx, ln k_yy).
 CASE2_BOX = ((-7.5, -10.5), (-4.5, -8.5))
@@ -124,8 +129,10 @@ def competitor_design(train, targets: dict, *, phi_bounds=None, fraction: float 
     Returns:
         dict: ``chain`` (the fitted :class:`~psppyro.models.generale.GeneraleChain`), ``flow``
         (the :class:`~psppyro.design.conditional_flow.ConditionalFlow`), ``designs``
-        ``{name: FlowDesign}`` (``.phi`` is φ_comp), ``p_model`` ``{name: chain's P̂ at φ_comp}``
-        and ``timings`` (seconds: ``chain_s``, ``pairs_s``, ``flow_fit_s``, ``design_s``).
+        ``{name: FlowDesign}`` (``.phi`` is φ_comp), ``p_model`` ``{name: chain's P̂ at φ_comp}``,
+        ``pairs_m`` (the chain-simulated m the flow was trained on: the conditions of the point
+        estimate, so :func:`design_competitor` can redo it for new targets) and ``timings``
+        (seconds: ``chain_s``, ``pairs_s``, ``flow_fit_s``, ``design_s``).
 
     Raises:
         ValueError / TypeError: bad triads or targets (before fitting).
@@ -140,8 +147,7 @@ def competitor_design(train, targets: dict, *, phi_bounds=None, fraction: float 
         >>> sorted(out["designs"]), out["designs"]["B"].phi.shape
         (['B'], torch.Size([1]))
     """
-    from ..design import estimate_objective
-    from ..design.conditional_flow import ConditionalFlow, design_with_flow, simulate_pairs
+    from ..design.conditional_flow import ConditionalFlow, simulate_pairs
     from ..design.targets import as_target
     from ..models.generale import GeneraleChain
 
@@ -163,9 +169,54 @@ def competitor_design(train, targets: dict, *, phi_bounds=None, fraction: float 
     phi, m = simulate_pairs(chain, num_pairs, seed=_s(seed, 2))
     timings["pairs_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    flow = ConditionalFlow(chain.phi_bounds, chain.d_m, seed=_s(seed, 3))
+    flow = ConditionalFlow(chain.phi_bounds, chain.d_m, seed=_s(seed, 3), **FLOW_ARCHITECTURE)
     flow.fit(phi, m, epochs=flow_epochs, seed=_s(seed, 4), progress=progress)
     timings["flow_fit_s"] = time.perf_counter() - t0
+    out = {"chain": chain, "flow": flow, "pairs_m": m, "timings": timings}
+    out.update(design_competitor(out, targets, num_candidates=num_candidates, seed=seed))
+    return out
+
+
+def design_competitor(fitted: dict, targets: dict, *, num_candidates: int = 4096,
+                      seed: int = 0) -> dict:
+    """φ_comp per target from a fitted competitor (the flow's point estimate, no retraining).
+
+    Args:
+        fitted: a dict with ``chain``, ``flow`` and ``pairs_m`` (from :func:`competitor_design`
+            or :func:`load_competitor`).
+        targets: ``{name: Box or TargetValue}``. num_candidates: φ candidates per target.
+        seed: int (the same seed as :func:`competitor_design` gives the same designs).
+
+    Returns:
+        dict: ``designs`` ``{name: FlowDesign}`` and ``p_model`` ``{name: chain's P̂ at φ_comp}``
+        (2 000 draws of the chain); ``fitted["timings"]["design_s"]`` is updated.
+
+    Raises:
+        ValueError / TypeError: bad targets or a ``fitted`` without its parts.
+
+    Example::
+
+        >>> from psppyro.design import Box
+        >>> from psppyro.models.generale import _tiny_triads
+        >>> fit = competitor_design(_tiny_triads(), {"B": Box([0.4], [0.6])}, gp_epochs=3,
+        ...                         num_inducing=4, num_pairs=300, flow_epochs=2,
+        ...                         num_candidates=64, phi_bounds=[[0.0, 1.0]])
+        >>> again = design_competitor(fit, {"B": Box([0.4], [0.6])}, num_candidates=64)
+        >>> bool(torch.equal(again["designs"]["B"].phi, fit["designs"]["B"].phi))
+        True
+    """
+    from ..design import estimate_objective
+    from ..design.conditional_flow import design_with_flow
+    from ..design.targets import as_target
+
+    if not isinstance(fitted, dict) or not {"chain", "flow", "pairs_m"} <= set(fitted):
+        raise TypeError("fitted must be the dict of competitor_design or load_competitor "
+                        "(keys chain, flow, pairs_m)")
+    if not isinstance(targets, dict) or not targets:
+        raise TypeError(f"targets must be a non-empty dict name -> Box, got {targets!r}")
+    targets = {str(k): as_target(v) for k, v in targets.items()}
+    seed = check_seed("seed", seed)
+    chain, flow, m = fitted["chain"], fitted["flow"], fitted["pairs_m"]
     t0 = time.perf_counter()
     designs, p_model = {}, {}
     for i, (name, target) in enumerate(targets.items()):
@@ -175,9 +226,113 @@ def competitor_design(train, targets: dict, *, phi_bounds=None, fraction: float 
             est = estimate_objective(chain, target, designs[name].phi.to(chain.phi_bounds),
                                      num_samples=2000, seed=_s(seed, 6, i))
         p_model[name] = float(est[0])
-    timings["design_s"] = time.perf_counter() - t0
-    return {"chain": chain, "flow": flow, "designs": designs, "p_model": p_model,
-            "timings": timings}
+    fitted.setdefault("timings", {})["design_s"] = time.perf_counter() - t0
+    return {"designs": designs, "p_model": p_model}
+
+
+def _gp_state(gp):
+    return {"d_in": gp.d_in, "d_out": gp.d_out, "num_latents": gp.num_latents,
+            "num_inducing": gp.num_inducing, "state": gp.state_dict(),
+            "history": list(gp.history)}
+
+
+def _gp_from_state(st):
+    from ..models.generale import SVMOGP
+
+    gp = SVMOGP(st["d_in"], st["d_out"], st["num_latents"], st["num_inducing"])
+    gp.load_state_dict(st["state"])
+    gp.history = list(st["history"])
+    gp.eval()
+    return gp
+
+
+def save_competitor(fitted: dict, path) -> None:
+    """Write a fitted competitor (chain, flow, the flow's training m) to ``path`` (torch file).
+
+    The GP chain holds locally defined gpytorch classes that cannot be pickled, so the file
+    keeps sizes and state dicts only; :func:`load_competitor` rebuilds the objects.
+
+    Args:
+        fitted: the dict of :func:`competitor_design` (keys ``chain``, ``flow``, ``pairs_m``).
+        path: file to write (its folder must exist).
+
+    Raises:
+        TypeError: ``fitted`` lacks its parts.
+
+    Example::
+
+        >>> import tempfile, pathlib
+        >>> from psppyro.design import Box
+        >>> from psppyro.models.generale import _tiny_triads
+        >>> fit = competitor_design(_tiny_triads(), {"B": Box([0.4], [0.6])}, gp_epochs=3,
+        ...                         num_inducing=4, num_pairs=300, flow_epochs=2,
+        ...                         num_candidates=64, phi_bounds=[[0.0, 1.0]])
+        >>> f = pathlib.Path(tempfile.mkdtemp()) / "competitor.pt"
+        >>> save_competitor(fit, f)
+        >>> back = load_competitor(f)
+        >>> bool(torch.allclose(back["chain"].predict_properties(torch.tensor([[0.5]]), 5),
+        ...                     fit["chain"].predict_properties(torch.tensor([[0.5]]), 5)))
+        True
+    """
+    if not isinstance(fitted, dict) or not {"chain", "flow", "pairs_m"} <= set(fitted):
+        raise TypeError("fitted must be the dict of competitor_design (keys chain, flow, pairs_m)")
+    chain, flow = fitted["chain"], fitted["flow"]
+    pca = chain.pca
+    state = {
+        "format": 1,
+        "pca": {k: getattr(pca, k) for k in ("fraction", "max_components", "mean", "components",
+                                              "scale", "explained_variance_ratio",
+                                              "n_components", "explained")},
+        "ps_gp": _gp_state(chain.ps_gp),
+        "sp_gp": _gp_state(chain.sp_gp),
+        "chain": {"phi_bounds": chain.phi_bounds, "m_mean": chain.m_mean, "m_std": chain.m_std,
+                  "phi_names": getattr(chain, "phi_names", None),
+                  "timings": dict(chain.timings)},
+        "flow": {"phi_bounds": torch.stack([flow.low, flow.low + flow.width], -1),
+                 "d_m": flow.d_m, "architecture": dict(FLOW_ARCHITECTURE),
+                 "state": flow.state_dict(), "history": list(flow.history)},
+        "pairs_m": torch.as_tensor(fitted["pairs_m"]),
+        "timings": dict(fitted.get("timings", {})),
+    }
+    torch.save(state, path)
+
+
+def load_competitor(path) -> dict:
+    """Read a competitor written by :func:`save_competitor`.
+
+    Args:
+        path: the file.
+
+    Returns:
+        dict: ``chain``, ``flow``, ``pairs_m`` and the fit ``timings`` (as at saving) — pass it
+        to :func:`design_competitor` for φ_comp.
+
+    Raises:
+        ValueError: the file is not a saved competitor.
+
+    Example: see :func:`save_competitor`.
+    """
+    from ..design.conditional_flow import ConditionalFlow
+    from ..models.generale import GeneraleChain, TwoPointPCA
+
+    st = torch.load(path, weights_only=True)
+    if not isinstance(st, dict) or st.get("format") != 1:
+        raise ValueError(f"{str(path)!r} is not a competitor saved by save_competitor")
+    pca = TwoPointPCA(st["pca"]["fraction"], st["pca"]["max_components"])
+    for k, v in st["pca"].items():
+        setattr(pca, k, v)
+    c = st["chain"]
+    chain = GeneraleChain(pca, _gp_from_state(st["ps_gp"]), _gp_from_state(st["sp_gp"]),
+                          c["phi_bounds"], c["m_mean"], c["m_std"], phi_names=c["phi_names"])
+    chain.timings = dict(c["timings"])
+    f = st["flow"]
+    arch = dict(f["architecture"])
+    arch["hidden"] = tuple(arch["hidden"])
+    flow = ConditionalFlow(f["phi_bounds"], f["d_m"], **arch)
+    flow.load_state_dict(f["state"])
+    flow.history = list(f["history"])
+    return {"chain": chain, "flow": flow, "pairs_m": st["pairs_m"],
+            "timings": dict(st["timings"])}
 
 
 def _targets(name):

@@ -38,16 +38,60 @@ p(φ_prop) ≥ 0.97 p(φ_ref), the calibration of the model against the simulato
 (:mod:`psppyro.cases._calibration`) and a per-stage wall-time table), and figures: ``fig3_*.png``
 (reference and model maps of p(m ∈ M_d | φ) with the designs marked), ``fig4_*.png``
 (microstructures at φ*), ``fig5_*.png`` (the d_z1 = 2 model's z1 = g(φ) and p(m | φ*)),
-``fig6_*.png`` (m drawn with z0 from the encoder given one (φ, x) beside the true m).
+``fig6_*.png`` (m drawn with z0 from the encoder given one (φ, x) beside the true m) and
+``fig_bayesopt.png`` (BO's trace against simulations spent, φ_prop, φ_comp and φ_BO by
+simulation); ``results.md`` adds the rows φ_comp / p and φ_BO / p [simulations spent] to every
+table and a section with the baselines' sizes and times.
 
 p(φ_ref) is reported twice: from the reference grid (the maximum of noisy grid estimates, biased
 upwards at small ``per_phi``) and from the same number of fresh simulations as φ*; the goal ratio
 uses the fresh one so that both sides are estimated alike. Nothing is tuned to the reference grid:
 it is only read after design.
 
+**Competitor and BO (φ_comp, φ_BO).** After the PSP-GEN variants two baselines get the same data
+budget (``run(..., competitor=False, bayesopt=False)`` or ``psppyro benchmark ... --no-competitor
+--no-bayesopt`` skip them):
+
+- *competitor* — Generale et al.'s chain (S2 → PCA → SV-MOGPs, :mod:`psppyro.models.generale`)
+  and its conditional flow (:mod:`psppyro.design.conditional_flow`), trained by
+  :func:`psppyro.cases.generale.competitor_design` on exactly PSP-GEN's training split (the
+  first variant's 90 %; the 10 % validation part is not used), φ_comp per box;
+- *BO* — :func:`psppyro.design.bayesopt.bayesopt_design` on the true simulator, per box a
+  budget of as many simulations as the training data set holds (training + validation triads:
+  what PSP-GEN consumed), in evaluations of n = 50 simulations (s.e. of one p̂ ≤ 0.07, so the
+  GP sees signal; 200 evaluations at scale 1, few enough for an exact GP);
+
+each φ_comp / φ_BO is checked with ``eval_samples`` true simulations like φ_prop.
+
+==========================  ==============================  ======================================
+stage                       ``scale = 1`` (Cases 1, 3)      at ``scale = s``
+==========================  ==============================  ======================================
+SV-MOGPs                    40 epochs, batch 256, 128       40 epochs; max(8, round(128 s))
+                            inducing points, lr 0.01        inducing points; lr 0.05 below 0.5
+flow                        20 000 chain pairs, 100 epochs  max(1 000, 20 000 s), max(3, 100 s)
+BO                          budget = training data size     the same; n = max(10, round(50 s));
+                            (10 000), n = 50                budget ≥ 2 n
+checks                      1 000 simulations per design    max(20, round(1 000 s))
+==========================  ==============================  ======================================
+
+Cost at scale 1, Case 1, one core (measured on a loaded 2-core machine on pieces and
+extrapolated): the PS GP (12 outputs = 12 latent GPs × 128 inducing points) costs 1.1 s per epoch
+per 1 000 triads, the SP GP 0.13 s → 11 s per epoch on 9 000 triads, so 40 epochs (1 440
+minibatch steps; natural-gradient q(u) converges in tens) take ≈ 7.5 min where Case 2's 200
+epochs would take ≈ 37 min; flow ≈ 1.2 min, chain pairs 4 s; a 36² simulation ≈ 7 ms, BO's
+GP fit + acquisition ≈ 0.3–0.5 s per evaluation (2-D φ, ≤ 200 points) → ≈ 2.5 min per box;
+checks 6 × 1 000 simulations ≈ 40 s. Both stages ≈ 17 min per case. Case 4 (128², ≈ 0.31 s
+per simulation) cannot afford the budget: its BO budget is capped at 400 simulations per box
+(evaluations of 20) and φ_comp / φ_BO are checked with 200 simulations (s.e. ≤ 0.035),
+≈ 7 + 6 + 6 min.
+
 Data sets, trained models and the SGA results are kept in ``out/data`` and ``out/models``: a run
 into the same folder reuses complete stores, resumes interrupted ones (``psppyro.data.generate``)
-and reuses trained models (or resumes training from the newest checkpoint).
+and reuses trained models (or resumes training from the newest checkpoint). The baselines are
+cached in ``out/models`` too: ``competitor.pt`` + ``competitor_fit.json`` (the fitted competitor
+and its settings), ``competitor.json`` (φ_comp and checks) and ``bayesopt_<box>.json`` (φ_BO, its
+trace and check), each reused when its settings match — so PSP-GEN can run first and the
+baselines later without repeating work.
 
 Example::
 
@@ -78,6 +122,7 @@ CASE_SPECS: dict[str, dict] = {
         "test": "pspgen-paper-case1-test",
         "reference": "pspgen-paper-case1-reference",
         "variants": {"dz1_default": None, "dz1_2": 2},
+        "bo_budget_cap": None, "bo_sims_per_eval": 50, "baseline_eval": 1000,
     },
     "pspgen-paper-case3": {
         "paper": "case3",
@@ -85,6 +130,7 @@ CASE_SPECS: dict[str, dict] = {
         "test": "pspgen-paper-case1-test",
         "reference": "pspgen-paper-case1-reference",
         "variants": {"dz1_default": None},
+        "bo_budget_cap": None, "bo_sims_per_eval": 50, "baseline_eval": 1000,
     },
     "pspgen-paper-case4": {
         "paper": "case4",
@@ -92,6 +138,9 @@ CASE_SPECS: dict[str, dict] = {
         "test": "pspgen-paper-case4-test",
         "reference": "pspgen-paper-case4-reference",
         "variants": {"dz1_default": None},
+        # a 128² simulation costs ~0.3 s on one core: BO and the baseline checks are reduced
+        # (module docstring, "Competitor and BO")
+        "bo_budget_cap": 400, "bo_sims_per_eval": 20, "baseline_eval": 200,
     },
 }
 
@@ -150,6 +199,17 @@ def protocol(name: str, scale: float = 1.0) -> dict:
         "eval_samples": max(20, round(1000 * s)),
         "calibration_samples": max(200, round(2000 * s)),
         "gallery": 5,
+        "competitor": {"gp_epochs": 40, "num_inducing": max(8, round(128 * s)),
+                       "gp_batch_size": 256, "gp_lr": 0.01 if s >= 0.5 else 0.05,
+                       "num_pairs": max(1000, round(20_000 * s)),
+                       "flow_epochs": max(3, round(100 * s)),
+                       "num_candidates": max(512, round(4096 * s)),
+                       "eval_samples": max(20, round(spec["baseline_eval"] * s))},
+        "bayesopt": {"budget_cap": None if spec["bo_budget_cap"] is None
+                     else max(20, round(spec["bo_budget_cap"] * s)),
+                     "sims_per_eval": max(10, round(spec["bo_sims_per_eval"] * s)),
+                     "num_restarts": 8, "raw_samples": 256,
+                     "eval_samples": max(20, round(spec["baseline_eval"] * s))},
     }
 
 
@@ -162,8 +222,16 @@ def _dataset(preset_name, scale, folder, per_phi=None, progress=True):
     return p.generate(path, workers=1, progress=progress, **overrides), p
 
 
-def _train(ds, variant_dz1, proto, folder, label, seed, progress):
+def _split(ds, proto, seed):
+    """The (training, validation) split of a variant trained with ``seed`` (PSP-GEN and the
+    competitor use the same one)."""
     from psppyro.data import split
+
+    f = proto["validation_fraction"]
+    return split(ds, (1 - f, f), seed=_s(seed, 3))
+
+
+def _train(ds, variant_dz1, proto, folder, label, seed, progress):
     from psppyro.models import PSPGen
 
     path = folder / f"{label}.pt"
@@ -172,8 +240,7 @@ def _train(ds, variant_dz1, proto, folder, label, seed, progress):
         gen = PSPGen.load(path)
         history = json.loads(hist_path.read_text()) if hist_path.is_file() else {}
         return gen, history, True
-    train, val = split(ds, (1 - proto["validation_fraction"], proto["validation_fraction"]),
-                       seed=_s(seed, 3))
+    train, val = _split(ds, proto, seed)
     gen = PSPGen.from_dataset(ds, d_z1=variant_dz1, beta=proto["beta"], seed=_s(seed, 4))
     ckpt = folder / f"{label}_checkpoints"
     resume = True if any(ckpt.glob("epoch_*.pt")) else None
@@ -362,6 +429,147 @@ def _test_tensors(ds):
     return {k: v.double() if k != "x" else v for k, v in t.items()}
 
 
+def _read_cache(path, settings):
+    """The cached result in ``path`` when it was made with the same ``settings``, else None."""
+    if not path.is_file():
+        return None
+    try:
+        cached = json.loads(path.read_text())
+    except ValueError:
+        return None
+    return cached if cached.get("settings") == jsonable(settings) else None
+
+
+def _competitor_stage(train, val, boxes, process, properties, proto, folder, seed, clock,
+                      progress):
+    """φ_comp per box: the Generale chain + flow trained on PSP-GEN's training split, each
+    φ_comp checked by true simulation. Cached in ``folder``: ``competitor.pt`` (the fitted
+    competitor) with ``competitor_fit.json`` (the settings it was fitted with) and
+    ``competitor.json`` (designs and checks); each is reused only under the same settings."""
+    from psppyro.design import evaluate
+
+    from .generale import competitor_design, design_competitor, load_competitor, save_competitor
+
+    opts = proto["competitor"]
+    settings = {**opts, "train_size": int(train.sizes["sample"]), "seed": seed,
+                "targets": list(boxes)}
+    json_path, model_path = folder / "competitor.json", folder / "competitor.pt"
+    cached = _read_cache(json_path, settings)
+    if cached is not None:
+        cached["reused"] = "results"
+        return cached
+    fit_args = {k: opts[k] for k in ("gp_epochs", "num_inducing", "gp_batch_size", "gp_lr",
+                                     "num_pairs", "flow_epochs", "num_candidates")}
+    fit_settings = {k: settings[k] for k in ("gp_epochs", "num_inducing", "gp_batch_size",
+                                              "gp_lr", "num_pairs", "flow_epochs",
+                                              "train_size", "seed")}
+    fit_path = folder / "competitor_fit.json"
+    if model_path.is_file() and _read_cache(fit_path, fit_settings) is not None:
+        with clock("competitor: design (trained competitor reused)"):
+            fitted = load_competitor(model_path)
+            fitted.update(design_competitor(fitted, boxes, num_candidates=opts["num_candidates"],
+                                            seed=_s(seed, 1)))
+        reused = "model"
+    else:
+        with clock("competitor: train + design"):
+            fitted = competitor_design(train, boxes, phi_bounds=process.phi_bounds,
+                                       seed=_s(seed, 1), progress=progress, **fit_args)
+            save_competitor(fitted, model_path)
+            fit_path.write_text(json.dumps({"settings": jsonable(fit_settings)}))
+        reused = False
+    designs = {}
+    with clock(f"competitor: evaluate ({len(boxes)} designs)"):
+        for k, (t, box) in enumerate(boxes.items()):
+            d = fitted["designs"][t]
+            p, se = evaluate(d.phi.to(process.phi_bounds), process, properties, box,
+                             opts["eval_samples"], seed=_s(seed, 2, k))
+            designs[t] = {"phi": [float(v) for v in d.phi], "p_sim": float(p),
+                          "p_sim_se": float(se), "p_model": fitted["p_model"][t],
+                          "conditions": d.conditions, "num_conditions": d.num_conditions}
+    chain = fitted["chain"]
+    res = {"settings": settings, "designs": designs, "chain": chain.describe(),
+           "timings": dict(fitted["timings"]), "train_size": settings["train_size"],
+           "validation_unused": int(val.sizes["sample"]), "reused": reused}
+    res = jsonable(res)
+    json_path.write_text(json.dumps(res, indent=1))
+    return res
+
+
+def _bayesopt_stage(boxes, process, properties, proto, budget, folder, seed, clock, progress):
+    """φ_BO per box: BoTorch on the true simulator with ``budget`` simulations, each φ_BO
+    checked by fresh simulations. Cached per box: ``bayesopt_<box>.json``."""
+    from psppyro.design import evaluate
+    from psppyro.design.bayesopt import bayesopt_design
+
+    opts = proto["bayesopt"]
+    out = {}
+    for k, (t, box) in enumerate(boxes.items()):
+        settings = {**opts, "budget": budget, "seed": seed, "box": t,
+                    "low": box.low.tolist(), "high": box.high.tolist()}
+        path = folder / f"bayesopt_{t}.json"
+        cached = _read_cache(path, settings)
+        if cached is not None:
+            cached["reused"] = True
+            out[t] = cached
+            continue
+        with clock(f"bayesopt: {t} ({budget} simulations)"):
+            bo = bayesopt_design(box, process=process, properties=properties, budget=budget,
+                                 sims_per_eval=opts["sims_per_eval"],
+                                 num_restarts=opts["num_restarts"],
+                                 raw_samples=opts["raw_samples"], seed=_s(seed, 1, k),
+                                 progress=progress)
+        with clock("bayesopt: evaluate"):
+            p, se = evaluate(bo.phi.to(process.phi_bounds), process, properties, box,
+                             opts["eval_samples"], seed=_s(seed, 2, k))
+        res = {"settings": settings, "phi": [float(v) for v in bo.phi], "p_sim": float(p),
+               "p_sim_se": float(se), "p_model": bo.trace[-1]["posterior_mean"],
+               "simulations": int(bo.simulations), "evaluations": len(bo.trace),
+               "trace": bo.trace, "timings": dict(bo.timings), "reused": False}
+        res = jsonable(res)
+        path.write_text(json.dumps(res, indent=1))
+        out[t] = res
+    return out
+
+
+def _fig_bo(path, name, results):
+    """BO's trace (GP mean at its recommendation, observed p̂) against simulations spent, with
+    φ_prop, φ_comp and φ_BO by simulation at their budgets."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    bo = results["bayesopt"]
+    targets = list(bo)
+    fig, axs = plt.subplots(1, len(targets), figsize=(4.2 * len(targets), 3.3), squeeze=False)
+    n = results["budget"]
+    first = next(iter(results["variants"].values()), None)
+    for ax, t in zip(axs[0], targets):
+        tr = bo[t]["trace"]
+        sims = [r["simulations"] for r in tr]
+        ax.plot(sims, [r["posterior_mean"] for r in tr], "-", label="BO: GP mean at φ_BO")
+        ax.plot(sims, [r["p_hat"] for r in tr], ".", alpha=0.5, label="BO: observed p̂")
+        ax.errorbar([sims[-1]], [bo[t]["p_sim"]], [bo[t]["p_sim_se"]], fmt="s", color="C0",
+                    label="φ_BO by simulation")
+        if first is not None:
+            e = first["evaluations"][t]["sga"]
+            ax.errorbar([n], [e["p_sim"]], [e["p_sim_se"]], fmt="o", color="C3",
+                        label="φ_prop (PSP-GEN)")
+        comp = results.get("competitor")
+        if comp is not None:
+            d = comp["designs"][t]
+            ax.errorbar([n], [d["p_sim"]], [d["p_sim_se"]], fmt="^", color="C2",
+                        label="φ_comp")
+        ref = results["reference"][t]
+        ax.axhline(ref["p_ref_fresh"], color="k", ls=":", lw=1, label="p(φ_ref)")
+        ax.set(xlabel="simulations spent", ylabel="P(m ∈ M_d | φ)", title=f"{name}: {t}",
+               ylim=(-0.02, 1.02))
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=70)
+    plt.close(fig)
+
+
 def _check_run_args(name, scale, out, seed, progress):
     if not isinstance(name, str) or name not in CASE_SPECS:
         raise ValueError(f"name must be one of {list(CASE_SPECS)}, got {name!r}")
@@ -369,7 +577,8 @@ def _check_run_args(name, scale, out, seed, progress):
     return scale, seed, out
 
 
-def run(name: str, *, scale: float, out, seed: int = 0, progress: bool = True) -> dict:
+def run(name: str, *, scale: float, out, seed: int = 0, progress: bool = True,
+        competitor: bool = True, bayesopt: bool = True) -> dict:
     """Run one PSP-GEN paper case end to end and write its results into ``out``.
 
     Args:
@@ -378,14 +587,18 @@ def run(name: str, *, scale: float, out, seed: int = 0, progress: bool = True) -
         out: output folder (created; its parent must exist). Data and models in it are reused.
         seed: non-negative int; all randomness derives from it.
         progress: tqdm progress bars.
+        competitor: run the competitor stage (φ_comp, module docstring).
+        bayesopt: run the Bayesian-optimization stage (φ_BO; needs ``psppyro[bo]``).
 
     Returns:
         dict: what ``results.json`` holds (``protocol``, per variant ``designs``, ``evaluations``,
-        ``calibration``, ``table``; ``reference``, ``wall_times``).
+        ``calibration``, ``table``; ``reference``, ``competitor``, ``bayesopt``, ``budget``,
+        ``wall_times``).
 
     Raises:
         ValueError / TypeError: an unknown case, a scale outside (0, 1], a bad seed, an ``out``
-        that is a file or has no parent folder — all before any work.
+        that is a file or has no parent folder, non-bool stage switches — all before any work.
+        ImportError: ``bayesopt=True`` without BoTorch (before any work).
 
     Example::
 
@@ -395,6 +608,13 @@ def run(name: str, *, scale: float, out, seed: int = 0, progress: bool = True) -
         ValueError: scale must be in (0, 1], got 2.0
     """
     scale, seed, out = _check_run_args(name, scale, out, seed, progress)
+    for arg, value in (("competitor", competitor), ("bayesopt", bayesopt)):
+        if not isinstance(value, bool):
+            raise TypeError(f"{arg} must be True or False, got {value!r}")
+    if bayesopt:
+        from psppyro.design.bayesopt import _botorch
+
+        _botorch()  # ImportError with the install hint before any work
     from tqdm.auto import tqdm
 
     from psppyro.design import evaluate, paper_reference, paper_targets
@@ -412,7 +632,7 @@ def run(name: str, *, scale: float, out, seed: int = 0, progress: bool = True) -
     paper = paper_reference(spec["paper"])
     targets = list(boxes)
     variants = proto["variants"]
-    n_stages = 3 + 4 * len(variants)
+    n_stages = 3 + 4 * len(variants) + int(competitor) + int(bayesopt)
     bar = tqdm(total=n_stages, desc=name, disable=not progress, unit="stage")
 
     def stage(text):
@@ -517,11 +737,82 @@ def run(name: str, *, scale: float, out, seed: int = 0, progress: bool = True) -
                 "probability_maps": cal,
                 "coverage90": coverage, "oracle": r2, "figure6_check": fig6},
         }
+    # Baselines on the same data budget: the competitor trained on variant 0's training split
+    # (the triads PSP-GEN fits; its 10 % validation part is unused by the competitor), BO with as
+    # many simulations as the training data set holds (training + validation triads).
+    n_data = int(train_ds.sizes["sample"])
+    cap = proto["bayesopt"]["budget_cap"]
+    budget = max(2 * proto["bayesopt"]["sims_per_eval"], n_data if cap is None
+                 else min(n_data, cap))
+    results["budget"] = budget
+    results["training_data_size"] = n_data
+    results["competitor"] = results["bayesopt"] = None
+    if competitor:
+        stage("competitor")
+        tr, val = _split(train_ds, proto, _s(seed, 30, 0))
+        results["competitor"] = _competitor_stage(tr, val, boxes, process, properties, proto,
+                                                  out / "models", _s(seed, 80), clock, progress)
+        bar.update(1)
+    if bayesopt:
+        stage("bayesopt")
+        results["bayesopt"] = _bayesopt_stage(boxes, process, properties, proto, budget,
+                                              out / "models", _s(seed, 81), clock, progress)
+        bar.update(1)
+        with clock("figures: bayesopt"):
+            _fig_bo(out / "fig_bayesopt.png", name, results)
     bar.close()
     results["wall_times"] = dict(clock.stages)
     (out / "results.json").write_text(json.dumps(jsonable(results), indent=1))
     (out / "results.md").write_text(results_markdown(results))
     return results
+
+
+def _baselines_markdown(results, targets):
+    comp, bo = results.get("competitor"), results.get("bayesopt")
+    if not comp and not bo:
+        return []
+    lines = ["## Competitor (φ_comp) and Bayesian optimization (φ_BO)", ""]
+    if comp:
+        st, ch, tm = comp["settings"], comp["chain"], comp["timings"]
+        lines += [
+            f"Competitor (Generale et al.: S2 → PCA → SV-MOGPs → conditional flow) trained on "
+            f"PSP-GEN's training split ({comp['train_size']} triads): {ch['n_components']} "
+            f"principal components ({100 * ch['explained_variance']:.1f} % of the S2 variance), "
+            f"{st['num_inducing']} inducing points, {st['gp_epochs']} GP epochs (batch "
+            f"{st['gp_batch_size']}), flow on {st['num_pairs']} chain pairs × "
+            f"{st['flow_epochs']} epochs; every φ_comp checked with {st['eval_samples']} "
+            f"simulations. Fit times (s): chain {tm.get('chain_s', 0):.1f}, pairs "
+            f"{tm.get('pairs_s', 0):.1f}, flow {tm.get('flow_fit_s', 0):.1f}, designs "
+            f"{tm.get('design_s', 0):.1f}" + (" (cached: this run reused "
+                                              f"the {comp['reused']})" if comp.get("reused")
+                                              else "") + ".", ""]
+    if bo:
+        first = next(iter(bo.values()))
+        st = first["settings"]
+        lines += [
+            f"BO (BoTorch qLogNEI on the true simulator, binomial noise): budget "
+            f"{st['budget']} simulations per box (the training data set holds "
+            f"{results.get('training_data_size', '?')} triads"
+            + (f"; capped at {st['budget_cap']}" if st.get("budget_cap") else "")
+            + f") in evaluations of {st['sims_per_eval']}; every φ_BO checked with "
+            f"{st['eval_samples']} fresh simulations.", ""]
+    lines += ["| box | method | φ | p by simulation ± s.e. | model's P̂ | simulations | "
+              "fit/search s |", "|---|---|---|---|---|---|---|"]
+    for t in targets:
+        if comp:
+            d = comp["designs"][t]
+            lines.append(f"| {t} | competitor | {_fmt_phi(d['phi'])} | {d['p_sim']:.3f} ± "
+                         f"{d['p_sim_se']:.3f} | {d['p_model']:.3f} | {comp['train_size']} "
+                         f"training triads | {sum(comp['timings'].values()):.1f} |")
+        if bo:
+            b = bo[t]
+            lines.append(f"| {t} | bayesopt | {_fmt_phi(b['phi'])} | {b['p_sim']:.3f} ± "
+                         f"{b['p_sim_se']:.3f} | {b['p_model']:.3f} (GP mean) | "
+                         f"{b['simulations']} ({b['evaluations']} evaluations) | "
+                         f"{sum(b['timings'].values()):.1f}"
+                         + (" (cached)" if b.get("reused") else "") + " |")
+    lines += ["", "Figures: fig_bayesopt.png" if bo else "", ""]
+    return lines
 
 
 def results_markdown(results: dict) -> str:
@@ -564,6 +855,15 @@ def results_markdown(results: dict) -> str:
                    f"{res['evaluations'][t][method]['p_sim']:.3f} ± "
                    f"{res['evaluations'][t][method]['p_sim_se']:.3f}" for t in targets]
             lines.append(f"| {text} / p (simulated) | " + " | ".join(row) + " |")
+        comp, bo = results.get("competitor"), results.get("bayesopt")
+        if comp:
+            lines.append("| φ_comp (competitor) / p (simulated) | " + " | ".join(
+                f"{_fmt_phi(comp['designs'][t]['phi'])} / {comp['designs'][t]['p_sim']:.3f} ± "
+                f"{comp['designs'][t]['p_sim_se']:.3f}" for t in targets) + " |")
+        if bo:
+            lines.append("| φ_BO / p (simulated) [simulations spent] | " + " | ".join(
+                f"{_fmt_phi(bo[t]['phi'])} / {bo[t]['p_sim']:.3f} ± {bo[t]['p_sim_se']:.3f} "
+                f"[{bo[t]['simulations']}]" for t in targets) + " |")
         lines.append("| model's P at φ_prop | " + " | ".join(
             f"{res['designs'][t]['sga']['p_model']:.3f}" for t in targets) + " |")
         lines.append("| φ_ref / p (reference grid) | " + " | ".join(
@@ -575,6 +875,12 @@ def results_markdown(results: dict) -> str:
         lines.append("| p(φ_prop) / p(φ_ref) (goal ≥ 0.97) | " + " | ".join(
             f"{res['table'][t]['ratio_prop_ref']:.3f} "
             f"{'met' if res['table'][t]['goal_met'] else 'missed'}" for t in targets) + " |")
+        for other, text in ((comp and comp["designs"], "p(φ_comp) / p(φ_ref)"),
+                            (bo, "p(φ_BO) / p(φ_ref)")):
+            if other:
+                lines.append(f"| {text} | " + " | ".join(
+                    f"{other[t]['p_sim'] / refs[t]['p_ref_fresh']:.3f}"
+                    if refs[t]["p_ref_fresh"] > 0 else "—" for t in targets) + " |")
         for key, text in (("prop", "paper φ_prop / p"), ("ref", "paper φ_ref / p"),
                           ("comp", "paper φ_comp / p")):
             lines.append(f"| {text} | " + " | ".join(
@@ -608,6 +914,7 @@ def results_markdown(results: dict) -> str:
         if res["d_z1"] == 2:
             figs.insert(2, f"fig5_{label}.png")
         lines += ["Figures: " + ", ".join(figs), ""]
+    lines += _baselines_markdown(results, targets)
     lines += ["## Wall time per stage", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {k} | {v:.1f} |" for k, v in results["wall_times"].items()]
     lines += [f"| total | {sum(results['wall_times'].values()):.1f} |", ""]

@@ -66,12 +66,43 @@ def test_case3_tiny_end_to_end(tmp_path):
     assert "(1.001, 1.999) / 0.812" in text
     for fig in ("fig3_dz1_default.png", "fig4_dz1_default.png", "fig6_dz1_default.png"):
         assert (out / fig).stat().st_size > 1000
-    # a second run reuses the complete data stores and the trained model
+    # the baselines: φ_comp and φ_BO rows beside φ_prop, checked by simulation, BO's budget
+    for row in ("| φ_comp (competitor) / p (simulated) |", "| φ_BO / p (simulated) [simulations "
+                "spent] |", "| p(φ_comp) / p(φ_ref) |", "## Competitor (φ_comp) and Bayesian",
+                "| competitor: train + design |", "| bayesopt: L (20 simulations) |"):
+        assert row in text, row
+    assert res["budget"] == 20 and res["training_data_size"] == 10  # budget ≥ 2 evaluations
+    comp, bo = res["competitor"], res["bayesopt"]
+    assert comp["train_size"] == 9 and comp["validation_unused"] == 1  # PSP-GEN's 90/10 split
+    for t in ("L", "M", "R"):
+        assert 0.0 <= comp["designs"][t]["p_sim"] <= 1.0 and len(comp["designs"][t]["phi"]) == 2
+        assert bo[t]["simulations"] == 20 and 0.0 <= bo[t]["p_sim"] <= 1.0
+    assert (out / "fig_bayesopt.png").stat().st_size > 1000
+    # a second run reuses the complete data stores, the trained model and the baselines
     proto = protocol("pspgen-paper-case3", 0.004)
-    ds, _ = pspgen_paper._dataset("pspgen-paper-case3-train", 0.004, out / "data", progress=False)
+    ds, p = pspgen_paper._dataset("pspgen-paper-case3-train", 0.004, out / "data", progress=False)
     assert ds.sizes["sample"] == 10
     _, _, reused = pspgen_paper._train(ds, None, proto, out / "models", "dz1_default", 0, False)
     assert reused is True
+    from psppyro.cases._common import StageClock
+    from psppyro.design import paper_targets
+    from psppyro.process import preset
+
+    tr, val = pspgen_paper._split(ds, proto, pspgen_paper._s(0, 30, 0))
+    args = (paper_targets("case3"), preset(p.process), p.properties, proto)
+    seed_c, seed_b = pspgen_paper._s(0, 80), pspgen_paper._s(0, 81)
+    clock = StageClock()
+    again = pspgen_paper._competitor_stage(tr, val, *args, out / "models", seed_c, clock, False)
+    assert again["reused"] == "results" and again["designs"] == comp["designs"]
+    bo2 = pspgen_paper._bayesopt_stage(*args, 20, out / "models", seed_b, clock, False)
+    assert all(b["reused"] is True for b in bo2.values()) and not clock.stages
+    # without the results file the saved competitor is reloaded: the same φ_comp and checks
+    (out / "models" / "competitor.json").unlink()
+    again = pspgen_paper._competitor_stage(tr, val, *args, out / "models", seed_c, clock, False)
+    assert again["reused"] == "model" and again["designs"] == comp["designs"]
+    # other settings (here the seed) are not served from the cache
+    other = pspgen_paper._bayesopt_stage(*args, 20, out / "models", seed_b + 1, clock, False)
+    assert not any(b["reused"] for b in other.values())
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -96,6 +127,27 @@ def test_bad_out_refused_before_work(tmp_path, capsys):
     assert main(["benchmark", "pspgen-paper-case1", "--out", str(missing)]) == 2
     assert "missing or read-only" in capsys.readouterr().err
     assert not (tmp_path / "no").exists()
+
+
+def test_stage_switches_checked_before_work(tmp_path, capsys):
+    with pytest.raises(TypeError, match="competitor must be True or False"):
+        run("pspgen-paper-case1", scale=0.1, out=tmp_path / "a", competitor=1)
+    with pytest.raises(TypeError, match="bayesopt must be True or False"):
+        run("pspgen-paper-case1", scale=0.1, out=tmp_path / "a", bayesopt=None)
+    assert not (tmp_path / "a").exists()
+    # the CLI switches exist only for the cases that have the stages
+    assert main(["benchmark", "pspgen-paper-case2", "--out", str(tmp_path / "b"),
+                 "--no-bayesopt"]) == 2
+    assert "has no stage 'bayesopt'" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()
+
+
+def test_baseline_protocol():
+    full = protocol("pspgen-paper-case1")
+    assert full["competitor"]["gp_epochs"] == 40 and full["competitor"]["eval_samples"] == 1000
+    assert full["bayesopt"]["sims_per_eval"] == 50 and full["bayesopt"]["budget_cap"] is None
+    c4 = protocol("pspgen-paper-case4")
+    assert c4["bayesopt"]["budget_cap"] == 400 and c4["competitor"]["eval_samples"] == 200
 
 
 def test_run_refuses_bad_input(tmp_path):
