@@ -57,6 +57,15 @@ def test_case_harness_runs_and_writes_results(tmp_path, monkeypatch, name):
         assert f"## {key}" in md
     if name == "rixner-o1":
         assert (out / "figures" / "rixner-o1-vf0.5-al-vs-random.png").is_file()
+        # the shifted K is designed for, both K's are reported, P is given for both
+        v = saved["variants"]["vf0.5"]
+        assert v["target_paper"] == {"low": [8.5, 6.75], "high": [11.0, 9.0]}
+        lo, hi = rixner.o1_box()
+        assert v["target_shifted"]["low"] == lo and v["target_shifted"]["high"] == hi
+        assert v["target"]["low"] == pytest.approx(lo) and v["target"]["high"] == pytest.approx(hi)
+        assert len(v["paperK_variance"]) == 2 and len(v["paperK_random"]) == 2
+        assert "paper K = [8.5, 11] x [6.75, 9]" in md and "K' = K * b" in md
+        assert any("paper K" in n for n in saved["notes"])
     else:
         assert (out / "figures" / "rixner-o2-density.png").is_file()
         assert any("Wiener bound" in n for n in saved["notes"])   # vf 0.3 target shifted
@@ -83,3 +92,40 @@ def test_protocol_full_scale_is_the_papers():
     assert (o2["n_initial"], o2["n_add"], o2["steps"]) == (4096, 1024, 6)
     assert o2["vbem"]["num_target_samples"] == 20 and o1["vbem"]["rank"] == 50
     assert o2["volume_fractions"] == [0.5, 0.3]
+
+
+def test_o1_shift_rule_scales_the_paper_box_by_the_measured_bias():
+    assert rixner.o1_box("none") == ([8.5, 6.75], [11.0, 9.0])
+    b1, b2 = rixner.O1_BIAS
+    assert 0.8 < b1 < 1.0 and 0.8 < b2 < 1.0     # the pixel FEM over-estimates both
+    lo, hi = rixner.o1_box()
+    assert lo == pytest.approx([8.5 * b1, 6.75 * b2]) and hi == pytest.approx([11 * b1, 9 * b2])
+    target, note = rixner._target("rixner-o1", 0.5)
+    assert target.low.tolist() == pytest.approx(lo) and target.high.tolist() == pytest.approx(hi)
+    assert "paper K" in note and "K'" in note
+    with pytest.raises(ValueError, match="shift"):
+        rixner.o1_box("tuned")
+
+
+@pytest.mark.slow
+def test_o1_bias_constant_matches_a_fresh_measurement():
+    """O1_BIAS (median converged / pixel-Q1 at refine 1 on prior structures) re-measured on 12
+    fresh ancestral structures agrees within 3 standard errors of the median."""
+    import importlib.util
+    import math
+    from pathlib import Path
+
+    from psppyro.process import preset
+
+    path = Path(__file__).parents[2] / "benchmarks" / "rixner_reachability.py"
+    spec = importlib.util.spec_from_file_location("rixner_reachability", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    proc = preset("rixner64", phase_field=None)
+    phi = torch.randn(6, 100, generator=torch.Generator().manual_seed(123))
+    x = proc.sample(phi, num_samples=2, seed=7).reshape(-1, 64, 64)
+    sim = mod.simulate(x, check=True)
+    ratio = sim["conv"][:, :2] / sim["q1"][:, :2]
+    med, sd = ratio.median(0).values, ratio.std(0)
+    se = 1.2533 * sd / math.sqrt(ratio.shape[0])
+    assert ((med - torch.tensor(rixner.O1_BIAS, dtype=med.dtype)).abs() < 3 * se + 1e-3).all()
