@@ -68,22 +68,25 @@ stage                       ``scale = 1`` (Cases 1, 3)      at ``scale = s``
 ==========================  ==============================  ======================================
 SV-MOGPs                    40 epochs, batch 256, 128       40 epochs; max(8, round(128 s))
                             inducing points, lr 0.01        inducing points; lr 0.05 below 0.5
-flow                        20 000 chain pairs, 100 epochs  max(1 000, 20 000 s), max(3, 100 s)
+flow                        20 000 chain pairs, 50 epochs   max(1 000, 20 000 s), max(3, 50 s)
 BO                          budget = training data size     the same; n = max(10, round(50 s));
                             (10 000), n = 50                budget ≥ 2 n
 checks                      1 000 simulations per design    max(20, round(1 000 s))
 ==========================  ==============================  ======================================
 
-Cost at scale 1, Case 1, one core (measured on a loaded 2-core machine on pieces and
-extrapolated): the PS GP (12 outputs = 12 latent GPs × 128 inducing points) costs 1.1 s per epoch
-per 1 000 triads, the SP GP 0.13 s → 11 s per epoch on 9 000 triads, so 40 epochs (1 440
-minibatch steps; natural-gradient q(u) converges in tens) take ≈ 7.5 min where Case 2's 200
-epochs would take ≈ 37 min; flow ≈ 1.2 min, chain pairs 4 s; a 36² simulation ≈ 7 ms, BO's
-GP fit + acquisition ≈ 0.3–0.5 s per evaluation (2-D φ, ≤ 200 points) → ≈ 2.5 min per box;
-checks 6 × 1 000 simulations ≈ 40 s. Both stages ≈ 17 min per case. Case 4 (128², ≈ 0.31 s
-per simulation) cannot afford the budget: its BO budget is capped at 400 simulations per box
-(evaluations of 20) and φ_comp / φ_BO are checked with 200 simulations (s.e. ≤ 0.035),
-≈ 7 + 6 + 6 min.
+Cost at scale 1, Case 1, one core, measured on pieces and extrapolated (9 000 training
+triads, 12 principal components; two measurements on the shared 2-core machine, at load ≈ 1.3,
+i.e. about one core free, and at load ≈ 6.6): an epoch of the PS GP (12 latent GPs × 128
+inducing points) takes 9.8 s (extrapolated from 1.1 s per 1 000 triads) / 19.3 s, of the SP GP
+1.1 s / 4.8 s, so 40 epochs (1 440 minibatch steps; the natural-gradient q(u) converges in tens)
+take ≈ 7.3 / 16 min where Case 2's 200 epochs would take ≈ 36 / 80 min; PCA 11 s (loaded); the
+chain's 20 000 pairs 4 s / 14 s; a flow epoch on them 0.7 s / 4.5 s (50 epochs ≈ 0.6 / 3.7 min);
+a 36² simulation 7 ms / 25 ms, and BO's GP fit + acquisition 0.3–0.5 s per evaluation (2-D φ,
+≤ 200 points), so BO's 10 000 simulations in 200 evaluations take ≈ 2.5 / 5.5 min per box;
+the checks (6 × 1 000 simulations) 0.7 / 2.5 min. Both stages together: ≈ 17 min per case on
+a free core (≈ 45 min on the loaded machine). Case 4 (128², ≈ 0.31 s per simulation) cannot
+afford the budget: its BO budget is capped at 400 simulations per box (evaluations of 20) and
+φ_comp / φ_BO are checked with 200 simulations (s.e. ≤ 0.035): ≈ 8 + 6 + 6 min on a free core.
 
 Data sets, trained models and the SGA results are kept in ``out/data`` and ``out/models``: a run
 into the same folder reuses complete stores, resumes interrupted ones (``psppyro.data.generate``)
@@ -202,7 +205,7 @@ def protocol(name: str, scale: float = 1.0) -> dict:
         "competitor": {"gp_epochs": 40, "num_inducing": max(8, round(128 * s)),
                        "gp_batch_size": 256, "gp_lr": 0.01 if s >= 0.5 else 0.05,
                        "num_pairs": max(1000, round(20_000 * s)),
-                       "flow_epochs": max(3, round(100 * s)),
+                       "flow_epochs": max(3, round(50 * s)),
                        "num_candidates": max(512, round(4096 * s)),
                        "eval_samples": max(20, round(spec["baseline_eval"] * s))},
         "bayesopt": {"budget_cap": None if spec["bo_budget_cap"] is None
