@@ -29,8 +29,17 @@ points, the flow on ``max(1000, 20 000 s)`` chain pairs for ``max(3, 100 s)`` ep
 budget equal to the training-set size in evaluations of ``max(10, 50 s)`` simulations, and
 ``max(20, 1000 s)`` evaluation simulations per design.
 
+**Heat maps (Figure-3 style, ``fig3.png``).** P(m ∈ M_d | φ) on a G × G grid — by simulation
+(``per_phi`` microstructures per point, the same ones for every target), as PSP-GEN predicts it
+and as the competitor's chain predicts it — with every design marked. Case 2's plane is
+(φ1, φ2); Case 5's 10-D φ is shown on the diagonal plane φ1_k = a, φ2_k = b for all five k (the
+homogeneous slice; designs are marked at their mean φ1_k and mean φ2_k, a projection). G =
+max(8, round(20 √s)) (4 below s = 0.02), ``per_phi`` = max(20, round(500 s)): the paper's
+20 × 20 × 500 at scale 1 (200 000 simulations, ≈ 25 min on one core).
+
 :func:`competitor_design` and :func:`psppyro.design.bayesopt.bayesopt_design` are the entry
-points other harnesses (Cases 1/3/4) call to add the φ_comp and φ_BO columns.
+points other harnesses (Cases 1/3/4, :mod:`psppyro.cases.pspgen_paper`) call to add the φ_comp
+and φ_BO columns; :func:`save_competitor` / :func:`load_competitor` keep a fitted competitor.
 """
 
 from __future__ import annotations
@@ -108,6 +117,9 @@ def protocol(name: str, scale: float = 1.0) -> dict:
                  "num_candidates": max(512, round(4096 * s))},
         "bo": {"sims_per_eval": max(10, round(50 * s))},
         "eval_samples": max(20, round(1000 * s)),
+        "heatmap": {"grid": max(8, round(20 * math.sqrt(s))) if s >= 0.02 else 4,
+                    "per_phi": max(20, round(500 * s)),
+                    "model_samples": max(200, round(2000 * s))},
     }
 
 
@@ -459,9 +471,15 @@ def run(name: str, *, scale: float, out, seed: int = 0, progress: bool = True) -
         designs[tname]["bo"]["simulations"] = bo.simulations
         clock("evaluation", t0)
 
+    t0 = time.perf_counter()
+    heat = _heatmaps(targets, process, props, gen, comp["chain"], designs, proto["heatmap"],
+                     _s(seed, 16))
+    clock("heatmap", t0)
+
     results = {
         "case": name,
         "protocol": proto,
+        "heatmap": heat,
         "targets": {k: {"low": v._low64.tolist(), "high": v._high64.tolist()}
                     for k, v in targets.items()},
         "region": region,
@@ -478,7 +496,95 @@ def run(name: str, *, scale: float, out, seed: int = 0, progress: bool = True) -
     (out / "results.json").write_text(json.dumps(results, indent=1))
     (out / "results.md").write_text(results_markdown(results))
     _bo_figure(out / "bo_trace.png", results)
+    _heatmap_figure(out / "fig3.png", results)
     return results
+
+
+def _heatmap_phi(process, a, b):
+    """φ of the heat-map plane: Case 2 (φ1, φ2) = (a, b); Case 5 the diagonal of the 10-D box,
+    all five φ1_k = a and all five φ2_k = b (a homogeneous-in-k slice)."""
+    d = int(process.phi_bounds.shape[0])
+    if d == 2:
+        return torch.stack([a, b], -1)
+    half = d // 2
+    return torch.cat([a[..., None].expand(*a.shape, half), b[..., None].expand(*b.shape, half)],
+                     -1)
+
+
+def _heatmaps(targets, process, props, gen, chain, designs, opts, seed):
+    """P(m ∈ M_d | φ) on a grid of the heat-map plane (:func:`_heatmap_phi`) by simulation
+    (``per_phi`` microstructures per point, shared by all targets) and as PSP-GEN and the
+    competitor predict it."""
+    from ..design import estimate_objective
+    from ..design.evaluate import simulate_properties
+
+    b = process.phi_bounds.double()
+    half = b.shape[0] // 2 if b.shape[0] > 2 else 1
+    a_axis = torch.linspace(float(b[0, 0]), float(b[0, 1]), opts["grid"], dtype=torch.float64)
+    b_axis = torch.linspace(float(b[half, 0]), float(b[half, 1]), opts["grid"],
+                            dtype=torch.float64)
+    A, B = torch.meshgrid(a_axis, b_axis, indexing="xy")  # (grid_b, grid_a)
+    phi = _heatmap_phi(process, A.reshape(-1), B.reshape(-1))
+    sims = [torch.as_tensor(simulate_properties(p.to(process.phi_bounds), process, props,
+                                                opts["per_phi"], seed=_s(seed, 0, i)))
+            for i, p in enumerate(phi)]
+    out = {"a": a_axis.tolist(), "b": b_axis.tolist(), "per_phi": opts["per_phi"],
+           "plane": "(phi1, phi2)" if b.shape[0] == 2 else
+           "all phi1_k = a, all phi2_k = b (diagonal of the 10-D box)", "maps": {}}
+    for k, (t, box) in enumerate(targets.items()):
+        p_sim = torch.stack([box.contains(m.double()).double().mean() for m in sims])
+        maps = {"simulation": p_sim.reshape(A.shape).tolist()}
+        for j, (label, model) in enumerate((("psp_gen", gen), ("competitor", chain))):
+            with torch.no_grad():
+                dt = torch.get_default_dtype() if label == "psp_gen" else torch.float64
+                val, _ = estimate_objective(model, box, phi.to(dt), opts["model_samples"],
+                                            seed=_s(seed, 1, k, j), batch_size=100)
+            maps[label] = val.double().reshape(A.shape).tolist()
+        out["maps"][t] = maps
+    return out
+
+
+def _heatmap_figure(path, results):
+    """Figure-3-style maps: rows simulation / PSP-GEN / competitor, one column per target, with
+    every method's design (Case 5: its mean φ1_k and mean φ2_k) marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    heat = results["heatmap"]
+    targets = list(heat["maps"])
+    rows = (("simulation", f"simulation ({heat['per_phi']} per point)"),
+            ("psp_gen", "PSP-GEN model"), ("competitor", "competitor (SV-MOGP chain)"))
+    fig, axs = plt.subplots(len(rows), len(targets), figsize=(4.2 * len(targets), 9.6),
+                            squeeze=False)
+    a, b = np.asarray(heat["a"]), np.asarray(heat["b"])
+    da, db = (a[1] - a[0]) / 2, (b[1] - b[0]) / 2
+    marks = {"psp_gen": ("o", "red"), "competitor": ("^", "lime"), "bo": ("s", "white"),
+             "reference": ("*", "cyan")}
+    for c, t in enumerate(targets):
+        for r, (key, title) in enumerate(rows):
+            ax = axs[r, c]
+            im = ax.imshow(np.asarray(heat["maps"][t][key]), origin="lower", aspect="auto",
+                           extent=[a[0] - da, a[-1] + da, b[0] - db, b[-1] + db], vmin=0, vmax=1,
+                           cmap="viridis", interpolation="nearest")
+            for method, row in results["designs"][t].items():
+                phi = np.asarray(row["phi"])
+                half = len(phi) // 2 if len(phi) > 2 else 1
+                x, y = (phi[0], phi[1]) if len(phi) == 2 else (phi[:half].mean(),
+                                                              phi[half:].mean())
+                mk, col = marks.get(method, ("x", "k"))
+                ax.plot(x, y, mk, color=col, mec="k", ms=9 if mk == "*" else 7, label=method)
+            ax.set_title(f"{t}: {title}", fontsize=9)
+            two = heat["plane"] == "(phi1, phi2)"
+            ax.set_xlabel("phi_1" if two else "phi1_k (all k)")
+            ax.set_ylabel("phi_2" if two else "phi2_k (all k)")
+            fig.colorbar(im, ax=ax, fraction=0.046)
+    axs[0, 0].legend(fontsize=6, loc="best")
+    fig.suptitle(f"{results['case']}: P(m in M_d | phi) on {heat['plane']}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=60)
+    plt.close(fig)
 
 
 def _fmt(phi):

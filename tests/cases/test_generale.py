@@ -55,6 +55,13 @@ def test_case2_end_to_end_at_tiny_scale(tmp_path):
     saved = json.loads((tmp_path / "c2" / "results.json").read_text())
     assert saved["region"]["low"] == list(CASE2_BOX[0])
     assert (tmp_path / "c2" / "bo_trace.png").stat().st_size > 0
+    # Figure-3-style maps: simulation and both models on the 4 × 4 grid, values in [0, 1]
+    heat = saved["heatmap"]
+    assert len(heat["a"]) == len(heat["b"]) == 4 and heat["per_phi"] == 20
+    for key in ("simulation", "psp_gen", "competitor"):
+        grid = heat["maps"]["Md"][key]
+        assert len(grid) == 4 and all(0.0 <= v <= 1.0 for row in grid for v in row)
+    assert (tmp_path / "c2" / "fig3.png").stat().st_size > 1000
     assert "| Md | competitor |" in (tmp_path / "c2" / "results.md").read_text()
 
 
