@@ -188,6 +188,7 @@ def protocol(name: str, scale: float = 1.0) -> dict:
         "reference_per_phi": max(20, round(500 * s)),
         "validation_fraction": 0.1,
         "beta": 2.0,
+        "architecture": "paper",
         "train_epochs": max(2, round(500 * s)),
         "batch_size": 50,
         "lr": 1e-3,
@@ -244,7 +245,8 @@ def _train(ds, variant_dz1, proto, folder, label, seed, progress):
         history = json.loads(hist_path.read_text()) if hist_path.is_file() else {}
         return gen, history, True
     train, val = _split(ds, proto, seed)
-    gen = PSPGen.from_dataset(ds, d_z1=variant_dz1, beta=proto["beta"], seed=_s(seed, 4))
+    gen = PSPGen.from_dataset(ds, d_z1=variant_dz1, beta=proto["beta"],
+                             architecture=proto["architecture"], seed=_s(seed, 4))
     ckpt = folder / f"{label}_checkpoints"
     resume = True if any(ckpt.glob("epoch_*.pt")) else None
     history = gen.fit(
@@ -299,7 +301,7 @@ def _grid_axes(phi):
     return axes, pos
 
 
-def _fig3(path, name, targets, cal, designs, refs, variant):
+def _fig3(path, name, targets, cal, designs, refs, variant, baselines=None):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -324,6 +326,11 @@ def _fig3(path, name, targets, cal, designs, refs, variant):
                 p = designs[t][method]["phi_star"]
                 ax.plot(p[0], p[1], marker, color=color, mec="k", ms=7,
                         label="phi_prop (SGA)" if method == "sga" else method.upper())
+            for key, color, marker in (("competitor", "lime", "v"), ("bayesopt", "magenta", "D")):
+                p = (baselines or {}).get(key, {}).get(t)
+                if p is not None:
+                    ax.plot(p[0], p[1], marker, color=color, mec="k", ms=7,
+                            label="phi_comp" if key == "competitor" else "phi_BO")
             ax.plot(*refs[t]["phi_ref"], "*", color="cyan", mec="k", ms=11, label="phi_ref")
             ax.set_title(f"{t}: {'simulator (reference grid)' if r == 0 else 'model'}")
             ax.set_xlabel("phi_1")
@@ -763,6 +770,14 @@ def run(name: str, *, scale: float, out, seed: int = 0, progress: bool = True,
         bar.update(1)
         with clock("figures: bayesopt"):
             _fig_bo(out / "fig_bayesopt.png", name, results)
+    if competitor or bayesopt:  # Figure 3 again, with φ_comp and φ_BO marked
+        base = {"competitor": {t: d["phi"] for t, d in (results["competitor"] or {}).get(
+                    "designs", {}).items()},
+                "bayesopt": {t: d["phi"] for t, d in (results["bayesopt"] or {}).items()}}
+        with clock("figures: baselines in fig3"):
+            for label, res in results["variants"].items():
+                _fig3(out / f"fig3_{label}.png", name, targets,
+                      res["calibration"]["probability_maps"], res["designs"], refs, label, base)
     bar.close()
     results["wall_times"] = dict(clock.stages)
     (out / "results.json").write_text(json.dumps(jsonable(results), indent=1))
