@@ -115,7 +115,18 @@ def phi_sets(args) -> dict:
                           + a * mask.reshape(-1).double())
                 labels.append(f"{name} a={a:g}")
     sets["aniso"] = torch.stack(an)
-    sets["aniso_labels"] = labels
+    # follow-up family (--sets cross): weight a on both axes (a cross-hatched texture, stiff in
+    # both directions) plus beta on the k_y axis (horizontal bias, raises K_11)
+    cr, crl = [], []
+    for a in ((2.0, 3.0, 4.0, 5.0, 6.0, 8.0) if not args.quick else (3.0,)):
+        for beta in ((0.0, 0.5, 1.0) if not args.quick else (0.5,)):
+            for _ in range(3 if not args.quick else 1):
+                cr.append(torch.randn(100, generator=g, dtype=torch.float64)
+                          + a * fam["both-axes"].reshape(-1).double()
+                          + beta * fam["ky-axis"].reshape(-1).double())
+                crl.append(f"cross a={a:g} beta={beta:g}")
+    sets["cross"] = torch.stack(cr)
+    sets["aniso_labels"] = {"aniso": labels, "cross": crl}
     q = torch.arange(100) if not args.quick else torch.arange(0, 100, 11)
     sets["bump"] = 5.0 * torch.nn.functional.one_hot(q, 100).double()
     vb = []
@@ -124,7 +135,8 @@ def phi_sets(args) -> dict:
             vb.append(torch.tensor(rec["phi_star"], dtype=torch.float64))
     if vb:
         sets["vbem"] = torch.stack(vb)
-    return sets
+    keep = args.sets.split(",")
+    return {k: v for k, v in sets.items() if k in keep or k == "aniso_labels"}
 
 
 def main(argv=None):
@@ -136,6 +148,9 @@ def main(argv=None):
     ap.add_argument("--confirm-samples", type=int, default=24)
     ap.add_argument("--vbem-records",
                     default="benchmark_output/rixner-o1-s0.015/runs/*/records.json")
+    ap.add_argument("--sets", default="prior,scaled,aniso,bump,vbem",
+                    help="comma-separated phi sets; 'cross' is the follow-up family (without "
+                    "'prior' the bias is psppyro.cases.rixner.O1_BIAS)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--no-progress", action="store_true")
@@ -149,10 +164,15 @@ def main(argv=None):
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    tag = "" if args.sets == "prior,scaled,aniso,bump,vbem" else "-" + args.sets.replace(",", "-")
     proc = preset("rixner64", phase_field=None)
     sets = phi_sets(args)
     labels = sets.pop("aniso_labels")
+    from psppyro.cases.rixner import O1_BIAS
+
+    bias, bias_fv = list(O1_BIAS), [float("nan"), float("nan")]
     per = {"prior": args.per_phi, "scaled": args.per_phi, "aniso": args.per_phi,
+           "cross": args.per_phi,
            "bump": max(1, args.per_phi // 2), "vbem": 2 * args.per_phi}
     total = sum(len(v) * per[k] for k, v in sets.items())
     bar = tqdm(total=total, desc="stage 1 simulations", disable=args.no_progress)
@@ -200,9 +220,10 @@ def main(argv=None):
     # ---- report
     lines = [f"# Rixner O1 reachability (seed {args.seed}, {total} + "
              f"{len(chosen) * args.confirm_samples} simulated structures, {wall:.0f} s)", "",
-             f"Bias of the pixel-Q1 FEM at refine 1 on {args.n_prior} x {args.per_phi} prior "
-             f"structures: b = median conv/Q1 = ({bias[0]:.3f}, {bias[1]:.3f}); of the FV / "
-             f"staggered pair: conv/FV = ({bias_fv[0]:.3f}, {bias_fv[1]:.3f}).",
+             (f"Bias of the pixel-Q1 FEM at refine 1 on {args.n_prior} x {args.per_phi} prior "
+              f"structures: b = median conv/Q1 = ({bias[0]:.3f}, {bias[1]:.3f}); of the FV / "
+              f"staggered pair: conv/FV = ({bias_fv[0]:.3f}, {bias_fv[1]:.3f})."
+              if "prior" in sets else f"b = psppyro.cases.rixner.O1_BIAS = {tuple(bias)}."),
              f"Shifted K' = [{shifted_box(bias)[0][0]:.2f}, {shifted_box(bias)[1][0]:.2f}] x "
              f"[{shifted_box(bias)[0][1]:.2f}, {shifted_box(bias)[1][1]:.2f}]", "",
              "| set | phi | structures | conv kappa1 mean [min, max] | conv kappa2 mean [min, max]"
@@ -225,8 +246,8 @@ def main(argv=None):
         summary["sets"][s] = {"phi": sets[s].tolist(), "kappa": {k: v.tolist()
                                                                for k, v in res[s].items()},
                               "P": ps}
-        if s == "aniso":
-            summary["sets"][s]["labels"] = labels
+        if s in labels:
+            summary["sets"][s]["labels"] = labels[s]
     lines += ["", f"Stage 2: the {args.n_confirm} best phi per box re-simulated with "
               f"{args.confirm_samples} fresh structures (P +- one SE):", "",
               "| phi (set #) | conv kappa mean | Q1 kappa mean | "
@@ -235,7 +256,7 @@ def main(argv=None):
     n2 = args.confirm_samples
     for ci, n in enumerate(chosen):
         s, i = origin[n]
-        lab = f"{s} #{i}" + (f" ({labels[i]})" if s == "aniso" else "")
+        lab = f"{s} #{i}" + (f" ({labels[s][i]})" if s in labels else "")
         cm, qm = sim2["conv"][ci].mean(0), sim2["q1"][ci].mean(0)
         row = f"| {lab} | ({cm[0]:.2f}, {cm[1]:.2f}) | ({qm[0]:.2f}, {qm[1]:.2f}) |"
         entry = {"set": s, "index": i, "label": lab, "phi": allphi[n].tolist(),
@@ -255,9 +276,9 @@ def main(argv=None):
     summary["best"] = best
     text = "\n".join(lines) + "\n"
     print(text)
-    (out / "reachability.md").write_text(text, encoding="utf-8")
-    (out / "reachability.json").write_text(json.dumps(summary), encoding="utf-8")
-    figure(out / "rixner-o1-reachability.png", res, sets, sim2, bias)
+    (out / f"reachability{tag}.md").write_text(text, encoding="utf-8")
+    (out / f"reachability{tag}.json").write_text(json.dumps(summary), encoding="utf-8")
+    figure(out / f"rixner-o1-reachability{tag}.png", res, sets, sim2, bias)
     return summary
 
 
@@ -269,7 +290,8 @@ def figure(path, res, sets, sim2, bias):
     from matplotlib.patches import Rectangle
 
     fig, axes = plt.subplots(1, 2, figsize=(9.0, 3.9), sharex=True, sharey=True)
-    colors = {"prior": "C0", "scaled": "C1", "aniso": "C2", "bump": "C4", "vbem": "C3"}
+    colors = {"prior": "C0", "scaled": "C1", "aniso": "C2", "bump": "C4", "vbem": "C3",
+              "cross": "C5"}
     for ax, key, title in ((axes[0], "conv", "converged values (our simulator)"),
                            (axes[1], "q1", "pixel Q1 FEM, refine 1 (paper's discretization)")):
         for s in sets:
