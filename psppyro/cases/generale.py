@@ -545,7 +545,7 @@ def _heatmaps(targets, process, props, gen, chain, designs, opts, seed):
 
 
 def _heatmap_figure(path, results):
-    """Figure-3-style maps: rows simulation / PSP-GEN / competitor, one column per target, with
+    """Figure-3-style maps: columns simulation / PSP-GEN / competitor, one row per target, with
     every method's design (Case 5: its mean φ1_k and mean φ2_k) marked."""
     import matplotlib
 
@@ -556,14 +556,14 @@ def _heatmap_figure(path, results):
     targets = list(heat["maps"])
     rows = (("simulation", f"simulation ({heat['per_phi']} per point)"),
             ("psp_gen", "PSP-GEN model"), ("competitor", "competitor (SV-MOGP chain)"))
-    fig, axs = plt.subplots(len(rows), len(targets), figsize=(4.2 * len(targets), 9.6),
+    fig, axs = plt.subplots(len(targets), len(rows), figsize=(12.6, 3.5 * len(targets) + 0.4),
                             squeeze=False)
     a, b = np.asarray(heat["a"]), np.asarray(heat["b"])
     da, db = (a[1] - a[0]) / 2, (b[1] - b[0]) / 2
     marks = {"psp_gen": ("o", "red"), "competitor": ("^", "lime"), "bo": ("s", "white"),
              "reference": ("*", "cyan")}
-    for c, t in enumerate(targets):
-        for r, (key, title) in enumerate(rows):
+    for r, t in enumerate(targets):
+        for c, (key, title) in enumerate(rows):
             ax = axs[r, c]
             im = ax.imshow(np.asarray(heat["maps"][t][key]), origin="lower", aspect="auto",
                            extent=[a[0] - da, a[-1] + da, b[0] - db, b[-1] + db], vmin=0, vmax=1,
