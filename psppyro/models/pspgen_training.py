@@ -41,6 +41,7 @@ import math
 import time
 from pathlib import Path
 
+import numpy as np
 import pyro
 import torch
 
@@ -64,12 +65,18 @@ NOMINAL_LEVELS = tuple(round(0.1 * k, 1) for k in range(1, 10))
 
 
 # --------------------------------------------------------------------------- data access
+#: A training Dataset up to this size (as float32) is read into memory once; larger ones lazily.
+IN_MEMORY_BYTES = 512 * 2**20
+
 class _Pairs:
     """Minibatches of (φ, x[, m]) from tensors or a lazily opened xarray Dataset.
 
-    A Dataset is read through :func:`psppyro.data.to_torch` (a chunk-aware lazy loader whose order
-    depends only on (seed, epoch)), never loaded as a whole: a 128² set trains in bounded memory.
-    Tensors are validated and moved to the model's device and dtype once (:meth:`prepare`).
+    A Dataset whose fields take at most :data:`IN_MEMORY_BYTES` as float32 is read once into
+    tensors (a lazy read costs about as much per epoch as the training step itself: 2.2 s against
+    2.5 s for 10 000 triads of 36², measured). A larger one is read through
+    :func:`psppyro.data.to_torch` (a chunk-aware lazy loader whose order depends only on (seed,
+    epoch)), never loaded as a whole: a large 128² set trains in bounded memory. Tensors are
+    validated and moved to the model's device and dtype once (:meth:`prepare`).
     """
 
     def __init__(self, name, data, need_m):
@@ -82,9 +89,15 @@ class _Pairs:
                     raise ValueError(
                         f"{name} must hold a variable {var!r}; it has {list(data.variables)}"
                     )
-            self.dataset = data
             self.n = int(data.sizes["sample"])
-            self.tensors = None
+            per_sample = sum(int(np.prod(data[var].shape[1:])) for var in self.fields)
+            if 4 * per_sample * self.n <= IN_MEMORY_BYTES:
+                self.dataset = None
+                self.tensors = [torch.as_tensor(np.asarray(data[var].values))
+                                for var in self.fields]
+            else:
+                self.dataset = data
+                self.tensors = None
         else:
             if isinstance(data, dict):
                 parts = [data.get(f) for f in self.fields]
