@@ -83,18 +83,21 @@ take ≈ 7.3 / 16 min where Case 2's 200 epochs would take ≈ 36 / 80 min; PCA 
 chain's 20 000 pairs 4 s / 14 s; a flow epoch on them 0.7 s / 4.5 s (50 epochs ≈ 0.6 / 3.7 min);
 a 36² simulation 7 ms / 25 ms, and BO's GP fit + acquisition 0.3–0.5 s per evaluation (2-D φ,
 ≤ 200 points), so BO's 10 000 simulations in 200 evaluations take ≈ 2.5 / 5.5 min per box;
-the checks (6 × 1 000 simulations) 0.7 / 2.5 min. Both stages together: ≈ 17 min per case on
-a free core (≈ 45 min on the loaded machine). Case 4 (128², ≈ 0.31 s per simulation) cannot
+the φ_comp point estimates ≈ 23 s per box (loaded); the checks (6 × 1 000 simulations)
+0.7 / 2.5 min. Both stages together: ≈ 17 min per case on a free core (≈ 45 min on the
+loaded machine). Case 4 (128², ≈ 0.31 s per simulation) cannot
 afford the budget: its BO budget is capped at 400 simulations per box (evaluations of 20) and
-φ_comp / φ_BO are checked with 200 simulations (s.e. ≤ 0.035): ≈ 8 + 6 + 6 min on a free core.
+φ_comp / φ_BO are checked with 200 simulations (s.e. ≤ 0.035): ≈ 20–25 min on a free core
+(competitor 8–12 min, depending on its number of components; BO ≈ 6 min; checks ≈ 6 min).
 
-Data sets, trained models and the SGA results are kept in ``out/data`` and ``out/models``: a run
+Data sets and trained models are kept in ``out/data`` and ``out/models`` (designs are not): a run
 into the same folder reuses complete stores, resumes interrupted ones (``psppyro.data.generate``)
 and reuses trained models (or resumes training from the newest checkpoint). The baselines are
 cached in ``out/models`` too: ``competitor.pt`` + ``competitor_fit.json`` (the fitted competitor
 and its settings), ``competitor.json`` (φ_comp and checks) and ``bayesopt_<box>.json`` (φ_BO, its
-trace and check), each reused when its settings match — so PSP-GEN can run first and the
-baselines later without repeating work.
+trace and check), each reused when its settings match — so PSP-GEN can run first (with
+``--no-competitor --no-bayesopt``) and the baselines later into the same folder without
+retraining anything (PSP-GEN's designs and calibration are recomputed).
 
 Example::
 
@@ -253,7 +256,7 @@ def _train(ds, variant_dz1, proto, folder, label, seed, progress):
         train, val, epochs=proto["train_epochs"], batch_size=proto["batch_size"], lr=proto["lr"],
         patience=proto["train_epochs"], lr_patience=proto["lr_patience"],
         lr_factor=proto["lr_factor"], checkpoint_dir=str(ckpt),
-        checkpoint_every=max(1, proto["train_epochs"] // 5), resume=resume,
+        checkpoint_every=max(1, proto["train_epochs"] // 20), resume=resume,
         seed=_s(seed, 5), progress=progress,
     )
     gen.save(path)
