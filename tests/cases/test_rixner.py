@@ -64,6 +64,8 @@ def test_case_harness_runs_and_writes_results(tmp_path, monkeypatch, name):
         assert v["target_shifted"]["low"] == lo and v["target_shifted"]["high"] == hi
         assert v["target"]["low"] == pytest.approx(lo) and v["target"]["high"] == pytest.approx(hi)
         assert len(v["paperK_variance"]) == 2 and len(v["paperK_random"]) == 2
+        assert len(v["kappa_variance"]) == 3                 # phi(0) and two steps
+        assert all(0.0 <= p <= 1.0 for k in v["kappa_random"] for p in k["p_marginal"])
         assert "paper K = [8.5, 11] x [6.75, 9]" in md and "K' = K * b" in md
         assert any("paper K" in n for n in saved["notes"])
     else:
