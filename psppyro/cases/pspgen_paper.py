@@ -167,7 +167,8 @@ def protocol(name: str, scale: float = 1.0) -> dict:
 
     Returns:
         dict: the case's presets and sizes (``train_epochs``, ``sga`` options, ``nuts``/``svi``
-        options, ``reference_per_phi``, ``eval_samples``, ...).
+        options, ``reference_per_phi``, ``eval_samples``, ``competitor`` and ``bayesopt``
+        options of the baselines, ...).
 
     Raises:
         ValueError / TypeError: unknown ``name``, ``scale`` outside (0, 1].
