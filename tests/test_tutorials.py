@@ -2,8 +2,8 @@
 
 Each notebook (``tutorials/NN_*.ipynb``, built from ``tutorials/src/NN_*.py``) is executed with
 nbclient in a fresh ``python3`` kernel with ``PSPPYRO_SMOKE=1`` and ends by printing
-``SUMMARY {json}``; the assertions below are on those numbers. Notebooks 1, 5 and 6 run in the
-default suite, 2, 3 and 4 (solver refinements, a Dask cluster, PSP-GEN training) under
+``SUMMARY {json}``; the assertions below are on those numbers. Notebooks 1, 5, 6 and 7 run in
+the default suite, 2, 3 and 4 (solver refinements, a Dask cluster, PSP-GEN training) under
 ``-m slow``. Tolerances are physical facts (signs, exact identities) or binomial standard errors.
 """
 
@@ -32,7 +32,7 @@ def _run(name, tmp_path, monkeypatch):
 
 def test_notebooks_are_built_from_their_sources_and_have_no_outputs():
     sources = build.sources()
-    assert [s.stem[:2] for s in sources] == ["01", "02", "03", "04", "05", "06"]
+    assert [s.stem[:2] for s in sources] == ["01", "02", "03", "04", "05", "06", "07"]
     assert build.main(["--check"]) == 0, "run tutorials/_build_notebooks.py"
     for src in sources:
         nb = build.build(src)
@@ -92,6 +92,43 @@ def test_tutorial_06_bring_your_own_chain(tmp_path, monkeypatch):
         assert phi[0] > phi[1], method
         # the design beats its transpose by simulation (32 draws each)
         assert designs[method]["simulated_p"] >= s["transposed_p"]
+
+
+def test_tutorial_07_beyond_pspgen(tmp_path, monkeypatch):
+    s = _run("07", tmp_path, monkeypatch)
+
+    def prob(p):
+        return math.isfinite(p) and 0 <= p <= 1
+
+    # the truth: low K_11 and high K_22 need grains along y, i.e. small phi_1
+    assert prob(s["p_ref_grid"]) and s["designs"]["reference (grid)"]["phi"][0] < 3
+    assert 0.7 < s["cnn_coverage"] <= 1  # the surrogate's 95 % intervals on 200 new samples
+    v = s["vbem"]
+    assert v["elbo_best"] > v["elbo_first"] and prob(v["model_p"])
+    assert 1 <= v["phi_star"][0] <= 9 and 0.2 <= v["phi_star"][1] <= 2
+    assert v["levels"][0] == 0.0  # tempering starts at the box the model reaches
+    assert s["al_n_data"] == [32, 48]
+    for runs in s["al"].values():
+        assert all(len(r) == 2 and all(prob(p) for p in r) for r in runs)
+    kl = s["kl"]  # Hershey-Olsen is an upper bound for a Gaussian q, exact for K = 1
+    assert kl["mc"] <= kl["hershey_olsen"] + 4 * kl["mc_se"]
+    assert abs(kl["k1_minus_gaussian"]) < 1e-6
+    for k, r in s["vae"].items():
+        assert r["loss_last"] < r["loss_first"], k
+        assert all(math.isfinite(e) and e >= 0 for e in r["error_dominant"] + r["error_best"])
+        assert all(b <= d + 1e-9 for b, d in zip(r["error_best"], r["error_dominant"]))
+        assert all(abs(sum(w) - 1) < 1e-5 and len(w) == int(k) for w in r["weights"])
+    gan = s["gan"]
+    assert all(math.isfinite(e) and 0 <= m <= e for m, e in zip(gan["rep_min"], gan["rep_mean"]))
+    assert gan["mdn_nll_best"] < gan["mdn_nll_first"] and gan["opt_simulations"] == 8 + 2 * 4
+    assert set(s["designs"]) == {"reference (grid)", "PSP-GEN + SGA",
+                                 "competitor (SV-MOGP + flow)", "BO on the simulator",
+                                 "surrogate + VB-EM + AL"}
+    for d in s["designs"].values():
+        assert prob(d["p"]) and d["se"] >= 0
+    best = s["bo_best_so_far"]
+    assert s["bo_simulations"] == 48 and len(best) == 4
+    assert all(b >= a for a, b in zip(best, best[1:])) and best[-1] > 0
 
 
 @pytest.mark.slow
