@@ -19,6 +19,10 @@ training                    500 epochs, batch 50, Adam      max(2, round(500 s))
                                                             to noise)
 latent sizes                d_z0 ≈ 5 % of the pixels,       same (``PSPGen.from_dataset``)
                             d_z1 = #PCs for 90 % variance
+networks                    appendix-A widths               same (``architecture="paper"``:
+                                                            better calibrated on Case 1 and
+                                                            3–5× faster per epoch than ``mlp``,
+                                                            ``docs/results/pspgen_training.md``)
 SGA                         M = 50 000, batch 100, lr 0.2,  M = max(200, round(50 000 s)); 5
                             ÷4 after 2 stalled, 20 epochs   epochs below s = 0.05 (smoke runs)
 NUTS / SVI over (φ, z0)     (not in the paper): 2 chains    draws and steps × s (floors in
@@ -90,14 +94,18 @@ afford the budget: its BO budget is capped at 400 simulations per box (evaluatio
 φ_comp / φ_BO are checked with 200 simulations (s.e. ≤ 0.035): ≈ 20–25 min on a free core
 (competitor 8–12 min, depending on its number of components; BO ≈ 6 min; checks ≈ 6 min).
 
-Data sets and trained models are kept in ``out/data`` and ``out/models`` (designs are not): a run
-into the same folder reuses complete stores, resumes interrupted ones (``psppyro.data.generate``)
-and reuses trained models (or resumes training from the newest checkpoint). The baselines are
+Data sets, trained models and every checked design are kept in ``out/data`` and ``out/models``:
+a run into the same folder reuses complete stores, resumes interrupted ones
+(``psppyro.data.generate``), reuses trained models (or resumes training from the newest
+checkpoint, written every 5 % of the epochs) and reuses each design with its true-simulation check
+(``<variant>_design_<box>_<method>.json``, valid while the model file's SHA-256, the method's
+options and the seeds match), so an interrupted run loses at most the design in progress. The
+baselines are
 cached in ``out/models`` too: ``competitor.pt`` + ``competitor_fit.json`` (the fitted competitor
 and its settings), ``competitor.json`` (φ_comp and checks) and ``bayesopt_<box>.json`` (φ_BO, its
 trace and check), each reused when its settings match — so PSP-GEN can run first (with
 ``--no-competitor --no-bayesopt``) and the baselines later into the same folder without
-retraining anything (PSP-GEN's designs and calibration are recomputed).
+retraining or redesigning anything (only the calibration and figures are recomputed).
 
 Example::
 
@@ -443,6 +451,20 @@ def _test_tensors(ds):
     return {k: v.double() if k != "x" else v for k, v in t.items()}
 
 
+def _file_digest(path):
+    """SHA-256 of a file (the identity of a trained model in the design caches)."""
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _write_json_atomic(path, obj):
+    """Write ``obj`` as JSON to ``path`` via a temporary file and a rename (no torn files)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1, allow_nan=True))
+    tmp.replace(path)
+
+
 def _read_cache(path, settings):
     """The cached result in ``path`` when it was made with the same ``settings``, else None."""
     if not path.is_file():
@@ -696,25 +718,36 @@ def run(name: str, *, scale: float, out, seed: int = 0, progress: bool = True,
                                           _s(seed, 30, v), progress)
         bar.update(1)
         stage(f"design {label}")
-        designs = {t: {} for t in targets}
+        designs, evaluations, eval_m = {t: {} for t in targets}, {t: {} for t in targets}, {}
+        digest = _file_digest(out / "models" / f"{label}.pt")
         for k, t in enumerate(targets):
             for j, method in enumerate(_METHODS):
-                with clock(f"design: {label} {method}"):
-                    designs[t][method] = _design(gen, boxes[t], method, proto,
-                                                 _s(seed, 40, v, k, j), progress)
-        bar.update(1)
-        stage(f"evaluate {label}")
-        evaluations, eval_m = {t: {} for t in targets}, {}
-        with clock(f"evaluate: {label} ({len(targets) * len(_METHODS)} designs)"):
-            for k, t in enumerate(targets):
-                for j, method in enumerate(_METHODS):
-                    p, s, m = evaluate(torch.tensor(designs[t][method]["phi_star"]), process,
-                                       properties, boxes[t], proto["eval_samples"],
-                                       seed=_s(seed, 50, v, k, j), return_samples=True)
-                    evaluations[t][method] = {"p_sim": float(p), "p_sim_se": float(s)}
-                    if method == "sga":
-                        eval_m[t] = m
-        bar.update(1)
+                cache = out / "models" / f"{label}_design_{t}_{method}.json"
+                settings = {"model_sha256": digest, "method": method, "options": proto[method],
+                            "num_eval_samples": proto["num_eval_samples"],
+                            "eval_samples": proto["eval_samples"],
+                            "seeds": [_s(seed, 40, v, k, j), _s(seed, 50, v, k, j)],
+                            "low": boxes[t].low.tolist(), "high": boxes[t].high.tolist()}
+                cached = _read_cache(cache, settings)
+                if cached is None:
+                    with clock(f"design: {label} {method}"):
+                        d = _design(gen, boxes[t], method, proto, settings["seeds"][0], progress)
+                    with clock(f"evaluate: {label} ({len(targets) * len(_METHODS)} designs)"):
+                        p, se, m = evaluate(torch.tensor(d["phi_star"]), process, properties,
+                                            boxes[t], proto["eval_samples"],
+                                            seed=settings["seeds"][1], return_samples=True)
+                    cached = jsonable({"settings": settings, "design": d,
+                                       "evaluation": {"p_sim": float(p), "p_sim_se": float(se)}})
+                    cached["m_sim"] = m.tolist()  # raw floats: JSON keeps ±Infinity as numbers
+                    _write_json_atomic(cache, cached)
+                    cached["design"]["reused"] = False
+                else:
+                    cached["design"]["reused"] = True
+                designs[t][method] = cached["design"]
+                evaluations[t][method] = cached["evaluation"]
+                if method == "sga":
+                    eval_m[t] = torch.tensor(cached["m_sim"], dtype=torch.float64)
+        bar.update(2)
         stage(f"calibration + figures {label}")
         with clock(f"calibration: {label}"):
             cal = probability_calibration(gen, boxes, ref_ds, proto["calibration_samples"],
