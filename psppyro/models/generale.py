@@ -262,7 +262,10 @@ class SVMOGP(torch.nn.Module):
         self.num_latents = check_int("num_latents", num_latents or d_out)
         self.num_inducing = check_int("num_inducing", num_inducing)
         gpytorch = _gpytorch()
-        inducing = torch.rand(self.num_latents, self.num_inducing, self.d_in, dtype=_DTYPE)
+        # Placeholder locations (fit re-initializes them and the LMC weights from its seed):
+        # a fixed generator, so constructing a model never consumes the global RNG.
+        inducing = torch.rand(self.num_latents, self.num_inducing, self.d_in, dtype=_DTYPE,
+                              generator=make_generator(0))
         self.gp = _make_lmc_gp(inducing, self.d_out, self.num_latents).to(_DTYPE)
         self.likelihood = gpytorch.likelihoods.MultitaskGaussianLikelihood(
             num_tasks=self.d_out, has_global_noise=False
@@ -279,7 +282,10 @@ class SVMOGP(torch.nn.Module):
         Adam on the kernel, inducing locations, LMC weights and noise.
 
         Inducing points start at a seeded random subset of the inputs (with jitter when there
-        are fewer inputs than inducing points).
+        are fewer inputs than inducing points) and the LMC weights at seeded N(0, 1) draws
+        and gpytorch's own initial draws (the variational mean jitter at the first call) come from
+        a stream seeded by ``seed`` inside ``torch.random.fork_rng``, so a fit depends on ``seed``
+        only and leaves the global RNG as it found it.
 
         Args:
             x: inputs (n, d_in). y: outputs (n, d_out) (standardize them first).
@@ -305,10 +311,12 @@ class SVMOGP(torch.nn.Module):
         g = make_generator(derive_seed(seed, 0))
         idx = torch.randint(n, (self.num_latents, self.num_inducing), generator=g)
         jitter = 1e-3 * torch.randn(idx.shape + (self.d_in,), generator=g, dtype=_DTYPE)
+        lmc = self.gp.variational_strategy.lmc_coefficients
         with torch.no_grad():
             self.gp.variational_strategy.base_variational_strategy.inducing_points.copy_(
                 x[idx] + jitter
             )
+            lmc.copy_(torch.randn(lmc.shape, generator=g, dtype=lmc.dtype))
         self.train()
         ngd = gpytorch.optim.NGD(self.gp.variational_parameters(), num_data=n, lr=ngd_lr)
         params = list(self.gp.hyperparameters()) + list(self.likelihood.parameters())
@@ -317,20 +325,22 @@ class SVMOGP(torch.nn.Module):
         from tqdm.auto import tqdm
 
         bar = tqdm(range(epochs), desc="SV-MOGP", disable=not progress, leave=False)
-        for epoch in bar:
-            perm = torch.randperm(n, generator=make_generator(derive_seed(seed, 1, epoch)))
-            total = 0.0
-            for start in range(0, n, batch_size):
-                b = perm[start:start + batch_size]
-                opt.zero_grad()
-                ngd.zero_grad()
-                loss = -mll(self.gp(x[b]), y[b])
-                loss.backward()
-                ngd.step()
-                opt.step()
-                total += float(loss.detach()) * len(b)
-            self.history.append(total / n)
-            bar.set_postfix(loss=f"{self.history[-1]:.3f}")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(derive_seed(seed, 2))  # gpytorch's own initial draws
+            for epoch in bar:
+                perm = torch.randperm(n, generator=make_generator(derive_seed(seed, 1, epoch)))
+                total = 0.0
+                for start in range(0, n, batch_size):
+                    b = perm[start:start + batch_size]
+                    opt.zero_grad()
+                    ngd.zero_grad()
+                    loss = -mll(self.gp(x[b]), y[b])
+                    loss.backward()
+                    ngd.step()
+                    opt.step()
+                    total += float(loss.detach()) * len(b)
+                self.history.append(total / n)
+                bar.set_postfix(loss=f"{self.history[-1]:.3f}")
         self.eval()
         return self
 

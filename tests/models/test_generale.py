@@ -85,6 +85,20 @@ def test_svmogp_recovers_a_smooth_two_output_map():
     assert bool((var >= 0).all()) and float(var.mean()) < 0.05   # prior variance about 1
 
 
+def test_svmogp_fit_depends_on_its_seed_only():
+    x = torch.linspace(0, 1, 30, dtype=torch.float64)[:, None]
+    y = torch.cat([torch.sin(3 * x), torch.cos(3 * x)], -1)
+
+    def fit(global_seed, seed):
+        torch.manual_seed(global_seed)  # whatever ran before must not matter
+        gp = SVMOGP(1, 2, num_inducing=6).fit(x, y, epochs=3, batch_size=30, seed=seed,
+                                              progress=False)
+        return gp.predict(x)[0].detach()
+
+    assert torch.equal(fit(1, 0), fit(2, 0))
+    assert not torch.equal(fit(1, 0), fit(1, 1))
+
+
 def _coin_triads(n, seed, size=6):
     # phi in [0, 1]; x has pixels 1 with probability phi; m = (white fraction, 1 - 2 * fraction).
     g = torch.Generator().manual_seed(seed)
