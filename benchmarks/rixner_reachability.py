@@ -154,7 +154,14 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--gallery", nargs="+", metavar="JSON",
+                    help="only draw structures at the best phi for K' of these result files")
     args = ap.parse_args(argv)
+    if args.gallery:
+        torch.set_num_threads(1)
+        out = Path(args.out)
+        print(gallery_of_best(args.gallery, out / "rixner-o1-reachability-best.png"))
+        return None
     if args.quick:
         args.n_prior, args.per_phi, args.n_confirm, args.confirm_samples = 8, 2, 2, 4
     torch.set_num_threads(1)
@@ -280,6 +287,34 @@ def main(argv=None):
     (out / f"reachability{tag}.json").write_text(json.dumps(summary), encoding="utf-8")
     figure(out / f"rixner-o1-reachability{tag}.png", res, sets, sim2, bias)
     return summary
+
+
+def gallery_of_best(json_paths, path, n=5, seed=0):
+    """Structures at the φ with the highest stage-2 P(κ ∈ K') over the given result files."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from psppyro.process import preset
+
+    key = "shifted K', converged values"
+    best = max((e for p in json_paths for e in json.loads(Path(p).read_text())["confirm"]),
+               key=lambda e: e["P"][key][0])
+    proc = preset("rixner64", phase_field=None)
+    x = proc.sample(torch.tensor(best["phi"]), num_samples=n, seed=derive_seed(seed, 7))
+    k = simulate(x.reshape(-1, 64, 64))["conv"]
+    fig, axes = plt.subplots(1, n, figsize=(1.6 * n, 1.9))
+    for ax, im, kk in zip(axes, x, k):
+        ax.imshow(im.numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        ax.set_title(f"({kk[0]:.2f}, {kk[1]:.2f})", fontsize=6)
+        ax.axis("off")
+    p, se = best["P"][key]
+    fig.suptitle(f"{best['label']}: P(kappa in K') = {p:.2f} +- {se:.2f}", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return best["label"]
 
 
 def figure(path, res, sets, sim2, bias):
