@@ -17,6 +17,11 @@ training                    500 epochs, batch 50, Adam      max(2, round(500 s))
                             lr 1e-3, ÷3 after 20 stalled    after max(5, round(20 s)) stalled
                             epochs, 90/10 split, β = 2      epochs (a floor: 2 epochs reacts
                                                             to noise)
+early stopping              none (500 epochs)               after max(10, round(100 s)) epochs
+                                                            without a better validation
+                                                            log p(m | φ) (the weights kept are
+                                                            the best epoch's; by then the lr has
+                                                            dropped ≥ 5 times: 1e-3 → ≤ 4e-6)
 latent sizes                d_z0 ≈ 5 % of the pixels,       same (``PSPGen.from_dataset``)
                             d_z1 = #PCs for 90 % variance
 networks                    appendix-A widths               same (``architecture="paper"``:
@@ -205,6 +210,7 @@ def protocol(name: str, scale: float = 1.0) -> dict:
         "batch_size": 50,
         "lr": 1e-3,
         "lr_patience": max(5, round(20 * s)),
+        "patience": max(10, round(100 * s)),
         "lr_factor": 1.0 / 3.0,
         "sga": {"num_z": max(200, round(50_000 * s)), "batch_size": 100, "lr": 0.2,
                 "decay": 4.0, "patience": 2, "epochs": 20 if s >= 0.05 else 5},
@@ -263,7 +269,7 @@ def _train(ds, variant_dz1, proto, folder, label, seed, progress):
     resume = True if any(ckpt.glob("epoch_*.pt")) else None
     history = gen.fit(
         train, val, epochs=proto["train_epochs"], batch_size=proto["batch_size"], lr=proto["lr"],
-        patience=proto["train_epochs"], lr_patience=proto["lr_patience"],
+        patience=proto["patience"], lr_patience=proto["lr_patience"],
         lr_factor=proto["lr_factor"], checkpoint_dir=str(ckpt),
         checkpoint_every=max(1, proto["train_epochs"] // 20), resume=resume,
         seed=_s(seed, 5), progress=progress,
@@ -449,6 +455,46 @@ def _test_tensors(ds):
 
     t = to_torch(ds, ("phi", "x", "m"))
     return {k: v.double() if k != "x" else v for k, v in t.items()}
+
+
+def _checked_designs(gen, label, v, boxes, proto, folder, seed, process, properties, clock,
+                     progress):
+    """SGA / NUTS / SVI designs of variant ``v`` (model ``folder/<label>.pt``) per box, each
+    checked with ``eval_samples`` true simulations; every (box, method) cached in ``folder``
+    (module docstring). Returns (designs, evaluations, simulated m at each SGA design)."""
+    from psppyro.design import evaluate
+
+    targets = list(boxes)
+    designs, evaluations, eval_m = {t: {} for t in targets}, {t: {} for t in targets}, {}
+    digest = _file_digest(folder / f"{label}.pt")
+    for k, t in enumerate(targets):
+        for j, method in enumerate(_METHODS):
+            cache = folder / f"{label}_design_{t}_{method}.json"
+            settings = {"model_sha256": digest, "method": method, "options": proto[method],
+                        "num_eval_samples": proto["num_eval_samples"],
+                        "eval_samples": proto["eval_samples"],
+                        "seeds": [_s(seed, 40, v, k, j), _s(seed, 50, v, k, j)],
+                        "low": boxes[t].low.tolist(), "high": boxes[t].high.tolist()}
+            cached = _read_cache(cache, settings)
+            if cached is None:
+                with clock(f"design: {label} {method}"):
+                    d = _design(gen, boxes[t], method, proto, settings["seeds"][0], progress)
+                with clock(f"evaluate: {label} ({len(targets) * len(_METHODS)} designs)"):
+                    p, se, m = evaluate(torch.tensor(d["phi_star"]), process, properties,
+                                        boxes[t], proto["eval_samples"],
+                                        seed=settings["seeds"][1], return_samples=True)
+                cached = jsonable({"settings": settings, "design": d,
+                                   "evaluation": {"p_sim": float(p), "p_sim_se": float(se)}})
+                cached["m_sim"] = m.tolist()  # raw floats: JSON keeps ±Infinity as numbers
+                _write_json_atomic(cache, cached)
+                cached["design"]["reused"] = False
+            else:
+                cached["design"]["reused"] = True
+            designs[t][method] = cached["design"]
+            evaluations[t][method] = cached["evaluation"]
+            if method == "sga":
+                eval_m[t] = torch.tensor(cached["m_sim"], dtype=torch.float64)
+    return designs, evaluations, eval_m
 
 
 def _file_digest(path):
@@ -718,35 +764,9 @@ def run(name: str, *, scale: float, out, seed: int = 0, progress: bool = True,
                                           _s(seed, 30, v), progress)
         bar.update(1)
         stage(f"design {label}")
-        designs, evaluations, eval_m = {t: {} for t in targets}, {t: {} for t in targets}, {}
-        digest = _file_digest(out / "models" / f"{label}.pt")
-        for k, t in enumerate(targets):
-            for j, method in enumerate(_METHODS):
-                cache = out / "models" / f"{label}_design_{t}_{method}.json"
-                settings = {"model_sha256": digest, "method": method, "options": proto[method],
-                            "num_eval_samples": proto["num_eval_samples"],
-                            "eval_samples": proto["eval_samples"],
-                            "seeds": [_s(seed, 40, v, k, j), _s(seed, 50, v, k, j)],
-                            "low": boxes[t].low.tolist(), "high": boxes[t].high.tolist()}
-                cached = _read_cache(cache, settings)
-                if cached is None:
-                    with clock(f"design: {label} {method}"):
-                        d = _design(gen, boxes[t], method, proto, settings["seeds"][0], progress)
-                    with clock(f"evaluate: {label} ({len(targets) * len(_METHODS)} designs)"):
-                        p, se, m = evaluate(torch.tensor(d["phi_star"]), process, properties,
-                                            boxes[t], proto["eval_samples"],
-                                            seed=settings["seeds"][1], return_samples=True)
-                    cached = jsonable({"settings": settings, "design": d,
-                                       "evaluation": {"p_sim": float(p), "p_sim_se": float(se)}})
-                    cached["m_sim"] = m.tolist()  # raw floats: JSON keeps ±Infinity as numbers
-                    _write_json_atomic(cache, cached)
-                    cached["design"]["reused"] = False
-                else:
-                    cached["design"]["reused"] = True
-                designs[t][method] = cached["design"]
-                evaluations[t][method] = cached["evaluation"]
-                if method == "sga":
-                    eval_m[t] = torch.tensor(cached["m_sim"], dtype=torch.float64)
+        designs, evaluations, eval_m = _checked_designs(
+            gen, label, v, boxes, proto, out / "models", seed, process, properties, clock,
+            progress)
         bar.update(2)
         stage(f"calibration + figures {label}")
         with clock(f"calibration: {label}"):
