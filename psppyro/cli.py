@@ -605,6 +605,9 @@ def _add_benchmark(sub):
                    help="skip the competitor stage (pspgen-paper-case1/3/4)")
     p.add_argument("--no-bayesopt", action="store_true",
                    help="skip the Bayesian-optimization stage (pspgen-paper-case1/3/4)")
+    p.add_argument("--variants", nargs="+", default=None, metavar="LABEL",
+                   help="run only these PSP-GEN model variants (pspgen-paper-case1/3/4: "
+                        "dz1_default, dz1_2 for case 1)")
     p.set_defaults(func=_run_benchmark)
 
 
@@ -631,15 +634,17 @@ def _run_benchmark(args):
     run = get_case(args.case)
     skip = {k: False for k, flag in (("competitor", args.no_competitor),
                                       ("bayesopt", args.no_bayesopt)) if flag}
+    if args.variants is not None:
+        skip["variants"] = args.variants
     import inspect
 
     unknown = sorted(set(skip) - set(inspect.signature(run).parameters))
     if unknown:
-        raise ValueError(f"case {args.case!r} has no stage {unknown[0]!r} to skip (--no-"
-                         f"{unknown[0]} applies to pspgen-paper-case1/3/4)")
-    out.mkdir(exist_ok=True)
+        flag = "--variants" if unknown[0] == "variants" else f"--no-{unknown[0]}"
+        raise ValueError(f"case {args.case!r} has no {unknown[0]!r} option ({flag} applies to "
+                         f"pspgen-paper-case1/3/4)")
     run(args.case, scale=args.scale, out=out, seed=args.seed, progress=not args.no_progress,
-        **skip)
+        **skip)  # each case checks its arguments, then creates ``out``
     print(f"results written to {out}")
     return 0
 

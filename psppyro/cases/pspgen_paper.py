@@ -660,7 +660,7 @@ def _check_run_args(name, scale, out, seed, progress):
 
 
 def run(name: str, *, scale: float, out, seed: int = 0, progress: bool = True,
-        competitor: bool = True, bayesopt: bool = True) -> dict:
+        competitor: bool = True, bayesopt: bool = True, variants=None) -> dict:
     """Run one PSP-GEN paper case end to end and write its results into ``out``.
 
     Args:
@@ -671,6 +671,9 @@ def run(name: str, *, scale: float, out, seed: int = 0, progress: bool = True,
         progress: tqdm progress bars.
         competitor: run the competitor stage (φ_comp, module docstring).
         bayesopt: run the Bayesian-optimization stage (φ_BO; needs ``psppyro[bo]``).
+        variants: the PSP-GEN variants to run (labels of ``protocol(name)["variants"]``, e.g.
+            ``["dz1_default"]``); None runs all. Each keeps its seeds, so its models and designs
+            are the ones a full run makes (and reuses).
 
     Returns:
         dict: what ``results.json`` holds (``protocol``, per variant ``designs``, ``evaluations``,
@@ -679,7 +682,8 @@ def run(name: str, *, scale: float, out, seed: int = 0, progress: bool = True,
 
     Raises:
         ValueError / TypeError: an unknown case, a scale outside (0, 1], a bad seed, an ``out``
-        that is a file or has no parent folder, non-bool stage switches — all before any work.
+        that is a file or has no parent folder, non-bool stage switches, an unknown variant —
+        all before any work.
         ImportError: ``bayesopt=True`` without BoTorch (before any work).
 
     Example::
@@ -693,6 +697,12 @@ def run(name: str, *, scale: float, out, seed: int = 0, progress: bool = True,
     for arg, value in (("competitor", competitor), ("bayesopt", bayesopt)):
         if not isinstance(value, bool):
             raise TypeError(f"{arg} must be True or False, got {value!r}")
+    known = list(CASE_SPECS[name]["variants"])
+    if variants is not None:
+        if isinstance(variants, str) or not all(isinstance(v, str) for v in variants):
+            raise TypeError(f"variants must be a list of labels from {known}, got {variants!r}")
+        if not variants or any(v not in known for v in variants):
+            raise ValueError(f"variants must be a non-empty subset of {known}, got {variants!r}")
     if bayesopt:
         from psppyro.design.bayesopt import _botorch
 
@@ -713,8 +723,8 @@ def run(name: str, *, scale: float, out, seed: int = 0, progress: bool = True,
     boxes = paper_targets(spec["paper"])
     paper = paper_reference(spec["paper"])
     targets = list(boxes)
-    variants = proto["variants"]
-    n_stages = 3 + 4 * len(variants) + int(competitor) + int(bayesopt)
+    chosen = {v: i for i, v in enumerate(proto["variants"]) if variants is None or v in variants}
+    n_stages = 3 + 4 * len(chosen) + int(competitor) + int(bayesopt)
     bar = tqdm(total=n_stages, desc=name, disable=not progress, unit="stage")
 
     def stage(text):
@@ -757,7 +767,8 @@ def run(name: str, *, scale: float, out, seed: int = 0, progress: bool = True,
                              "phi_ref": None if d.phi_ref is None else list(d.phi_ref),
                              "p_ref": d.p_ref, "phi_comp": list(d.phi_comp), "p_comp": d.p_comp,
                              "source": d.source} for t, d in paper.items()}}
-    for v, (label, dz1) in enumerate(variants.items()):
+    for label, v in chosen.items():
+        dz1 = proto["variants"][label]
         stage(f"train {label}")
         with clock(f"train: {label}"):
             gen, history, reused = _train(train_ds, dz1, proto, out / "models", label,

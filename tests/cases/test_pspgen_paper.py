@@ -138,8 +138,16 @@ def test_stage_switches_checked_before_work(tmp_path, capsys):
     # the CLI switches exist only for the cases that have the stages
     assert main(["benchmark", "pspgen-paper-case2", "--out", str(tmp_path / "b"),
                  "--no-bayesopt"]) == 2
-    assert "has no stage 'bayesopt'" in capsys.readouterr().err
+    assert "has no 'bayesopt' option (--no-bayesopt" in capsys.readouterr().err
     assert not (tmp_path / "b").exists()
+    with pytest.raises(ValueError, match="non-empty subset of \\['dz1_default', 'dz1_2'\\]"):
+        run("pspgen-paper-case1", scale=0.1, out=tmp_path / "a", variants=["dz1_3"])
+    with pytest.raises(TypeError, match="variants must be a list"):
+        run("pspgen-paper-case1", scale=0.1, out=tmp_path / "a", variants="dz1_2")
+    assert main(["benchmark", "pspgen-paper-case3", "--out", str(tmp_path / "a"),
+                 "--variants", "dz1_2"]) == 2
+    assert "non-empty subset of ['dz1_default']" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists()
 
 
 def test_baseline_protocol():
