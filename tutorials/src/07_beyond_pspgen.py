@@ -502,7 +502,6 @@ for fraction in (0.9, 0.5):
     pca = generale.TwoPointPCA(fraction=fraction).fit(x_tr)
     print(f"PCA: {pca.n_components} components explain {pca.explained:.2f} of the S2 variance")
 t = time.perf_counter()
-torch.manual_seed(0)  # gpytorch draws the initial LMC coefficients from torch's global RNG
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # gpytorch's numerical warnings during the first epochs
     competitor = generale.GeneraleChain.fit_data(
