@@ -30,9 +30,10 @@ from psppyro.cases import inversion
 OVERRIDES = {
     "vae-regression": ("side", "grid_points", "per_family", "bimodal_per_family", "epochs",
                        "seeds", "width", "latent_dim", "components", "reconstruction",
-                       "refine_steps", "targets", "resolution_volumes", "patience"),
+                       "refine_steps", "targets", "resolution_volumes", "patience", "inverse_seeds",
+                       "parts"),
     "gan-mdn": ("gan_images", "labelled", "gan_epochs", "mdn_epochs", "samples", "opt_init",
-                "opt_iterations", "opt_offspring", "latent_dim", "components"),
+                "opt_iterations", "opt_offspring", "latent_dim", "components", "channels"),
 }
 
 
@@ -45,7 +46,8 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--progress", action="store_true")
     for key in sorted({k for v in OVERRIDES.values() for k in v}):
-        kind = str if key == "reconstruction" else int
+        kind = {"reconstruction": str, "parts": lambda v: v.split(","),
+                "channels": lambda v: [int(c) for c in v.split(",")]}.get(key, int)
         parser.add_argument("--" + key.replace("_", "-"), type=kind, default=None)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -1,4 +1,5 @@
-"""What every benchmark case shares: argument checks, a per-stage wall clock, JSON conversion.
+"""What every benchmark case shares: argument checks, a per-stage wall clock, JSON conversion and
+atomic JSON caches of finished stages.
 
 Example::
 
@@ -12,6 +13,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import time
 from pathlib import Path
@@ -93,3 +95,21 @@ def jsonable(x):
     if isinstance(x, float) and not math.isfinite(x):
         return None if math.isnan(x) else ("inf" if x > 0 else "-inf")
     return x
+
+
+def write_json_atomic(path, obj):
+    """Write ``obj`` as JSON to ``path`` via a temporary file and a rename (no torn files)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1, allow_nan=True))
+    tmp.replace(path)
+
+
+def read_cache(path, settings):
+    """The cached result in ``path`` when it was made with the same ``settings``, else None."""
+    if not path.is_file():
+        return None
+    try:
+        cached = json.loads(path.read_text())
+    except ValueError:
+        return None
+    return cached if cached.get("settings") == jsonable(settings) else None

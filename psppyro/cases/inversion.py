@@ -18,7 +18,10 @@ are relatively larger than in the paper.
    a Gaussian (K = 1) and a mixture (K = 2) model; for six targets at the 5–95 % quantiles of the
    subset's C_11, the component means are decoded and every decoded volume is simulated; error =
    |C_11(x̂) − c*| / c* (the dominant component's and the best component's), plus the same after a
-   ``refine_steps`` local refinement. Galleries of the centre slices of every component.
+   ``refine_steps`` local refinement; mean ± sd over ``inverse_seeds`` trainings (each its own
+   split and initialization). :func:`morphology` names the family each decoded volume looks like
+   (``separated``: the fraction of targets whose two components decode to both families).
+   Galleries of the centre slices of every component.
 3. *Resolution*: C_11 of ``resolution_volumes`` volumes at the chosen side against the same voxels
    refined 3× per axis (``elasticity(..., refine=3)``), the discretization error of the side.
 
@@ -38,7 +41,7 @@ volume side                    51                               51 if s = 1, 32 
 volumes per family             139 (≈ 8 900 in all)             max(2, round(139 s))
 bimodal volumes per family     139                              max(8, round(139 s))
 epochs (early stopping 10)     until stopping (≤ 200 here)      max(1, round(200 s))
-seeds (forward)                10                               max(1, round(10 s))
+seeds (forward / inverse)      10 / (not stated)                max(1, round(10 s)) each
 dense width                    2048 / 1024                      2048 if s = 1, else 64
 GAN images / labelled z        5 000 / 25 000                   max(32, round(5 000 s)) /
                                                                 max(64, round(25 000 s))
@@ -47,9 +50,14 @@ GAN epochs / channels          (not stated) 50 / 128…16         max(1, round(5
 samples per target             30                               30
 =============================  ===============================  =================================
 
+The protocol key ``parts`` (default all of ``forward``, ``inverse``, ``resolution``) runs a subset of
+the vae-regression case, e.g. the forward and the inverse study as two processes on two cores.
+
 Outputs in ``out``: ``results.json``, ``results.md`` (the paper's numbers beside ours and a
 per-stage wall-time table) and figures (``gallery_*.png``, ``gan_samples.png``). Generated data are
-kept in ``out/data`` (``.pt`` files) and reused by a later run into the same folder.
+kept in ``out/data`` (``.pt`` files) and every finished training's result in ``out/runs`` (JSON,
+written atomically, keyed on the protocol entries it depends on); a later run into the same folder
+reuses both, so an interrupted run resumes at the training it was in.
 
 Example::
 
@@ -69,12 +77,25 @@ import torch
 
 from .._random import derive_seed
 from .._validation import check_seed
-from ._common import StageClock, check_run_args, check_scale, jsonable
+from ._common import (
+    StageClock,
+    check_run_args,
+    check_scale,
+    jsonable,
+    read_cache,
+    write_json_atomic,
+)
 
-__all__ = ["mape", "protocol", "r2", "results_markdown", "run", "run_protocol"]
+__all__ = ["mape", "morphology", "protocol", "r2", "results_markdown", "run", "run_protocol"]
 
 CASE_NAMES = ("vae-regression", "gan-mdn")
 BIMODAL = ((1.0, 1.0, 7.0), (7.0, 1.0, 1.0))
+#: The three parts of the vae-regression case (protocol key ``parts``).
+VAE_PARTS = ("forward", "inverse", "resolution")
+# protocol entries a cached forward / inverse training depends on (``out/runs/*.json``)
+_MODEL_KEYS = ("side", "epochs", "patience", "batch_size", "width", "latent_dim", "reconstruction")
+_FORWARD_KEYS = _MODEL_KEYS + ("grid_points", "per_family", "components")
+_INVERSE_KEYS = _MODEL_KEYS + ("bimodal_per_family", "targets", "refine_steps")
 VF_RANGE = (0.2, 0.8)
 
 PAPER = {
@@ -135,7 +156,8 @@ def protocol(name: str, scale: float = 1.0) -> dict:
             "per_family": max(2, round(139 * s)),
             "bimodal_per_family": max(8, round(139 * s)),
             "epochs": max(1, round(200 * s)), "patience": 10, "batch_size": 8,
-            "seeds": max(1, round(10 * s)),
+            "seeds": max(1, round(10 * s)), "inverse_seeds": max(1, round(10 * s)),
+            "parts": list(VAE_PARTS),
             "width": 2048 if s >= 1 else 64, "latent_dim": 16, "components": 2,
             "reconstruction": "gram", "refine_steps": 10, "targets": 6,
             "resolution_volumes": 4 if s >= 0.01 else 1,
@@ -200,6 +222,110 @@ def _split(n, seed):
     return perm[:a], perm[a:b], perm[b:]
 
 
+def _check_parts(parts):
+    if (not isinstance(parts, (list, tuple)) or not parts
+            or any(p not in VAE_PARTS for p in parts)):
+        raise ValueError(f"parts must be a non-empty list of {list(VAE_PARTS)}, got {parts!r}")
+    return tuple(parts)
+
+
+def morphology(x: torch.Tensor, lag: int = 2) -> torch.Tensor:
+    """Which bimodal family a volume looks like: 0 = σ [1, 1, 7] (grains elongated along the last
+    axis), 1 = σ [7, 1, 1] (along the first axis).
+
+    Compares the normalized periodic autocovariance of each volume at ``lag`` voxels along the
+    first and the last axis; a constant volume (no variance) counts as family 0. On the bimodal
+    subset this recovers the family of every real volume (``results["data"]
+    ["morphology_accuracy"]``), so it tells whether the decoded components of the mixture prior
+    are the two morphologies.
+
+    Example::
+
+        >>> x = torch.zeros(2, 8, 8, 8)
+        >>> x[0, :, :, :4] = 1.0   # constant along the first axis -> grains along axis 0
+        >>> x[1, :4] = 1.0         # constant along the last axis
+        >>> morphology(x).tolist()
+        [1, 0]
+    """
+    xc = x.flatten(1) - x.flatten(1).mean(1, keepdim=True)
+    xc = xc.reshape(x.shape)
+    var = (xc ** 2).flatten(1).mean(1).clamp_min(1e-12)
+    rho = [(xc * torch.roll(xc, lag, dims=a)).flatten(1).mean(1) / var for a in (1, x.dim() - 1)]
+    return (rho[0] > rho[1]).long()
+
+
+def _mean_sd(values):
+    values = [v for v in values if v is not None]
+    if not values:
+        return None, None
+    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else None
+
+
+def _vae_inverse(proto, bim, kw, fit_kw, seed, clock, out):
+    """Inverse on the bimodal subset: per prior (Gaussian K = 1, mixture K = 2) and per inverse
+    seed, train on that seed's split, decode the component means for the six targets, simulate."""
+    from ..models import VAERegression
+    from ..properties import property_map
+
+    side = proto["side"]
+    pm = property_map("c11_3d")
+    cb = bim["c"][:, 0]
+    targets = torch.quantile(cb, torch.linspace(0.05, 0.95, proto["targets"]))
+    inv = {"targets": targets.tolist()}
+    galleries = {}
+    for label, k_comp in (("Gaussian", 1), ("mixture", 2)):
+        runs = []
+        for r in range(proto.get("inverse_seeds", 1)):
+            path = out / "runs" / f"inverse_{label}_{r}.json"
+            settings = {**{key: proto[key] for key in _INVERSE_KEYS}, "seed": seed, "r": r}
+            cached = read_cache(path, settings)
+            images = path.with_suffix(".pt")
+            if cached is not None and images.is_file():
+                runs.append(cached["result"])
+                if not r:
+                    galleries[label] = torch.load(images)
+                continue
+            tr, va, _ = _split(len(cb), derive_seed(seed, 4, r))
+            s = derive_seed(seed, 6, k_comp, r) % 2**62
+            with clock(f"train inverse {label}"):
+                model = VAERegression((side,) * 3, components=k_comp, seed=s, **kw)
+                hist = model.fit(bim["x"][tr], bim["c"][tr],
+                                 validation=(bim["x"][va], bim["c"][va]), seed=s, **fit_kw)
+            entry = {"best_epoch": hist["best_epoch"], "epochs": len(hist["train"])}
+            for refine in (0, proto["refine_steps"]):
+                with clock(f"inverse + simulate {label}"):
+                    res = model.inverse(targets, refine_steps=refine)
+                    flat = res.images.reshape(-1, *res.images.shape[2:])
+                    achieved = pm(flat)[:, 0].float().reshape(len(targets), k_comp)
+                err = 100 * (achieved - targets[:, None]).abs() / targets[:, None]
+                dom = res.weights.argmax(-1)
+                morph = morphology(flat).reshape(len(targets), k_comp)
+                entry["refined" if refine else "one_shot"] = {
+                    "achieved": achieved.tolist(), "error_percent": err.tolist(),
+                    "weights": res.weights.tolist(),
+                    "volume_fraction": res.images.flatten(2).mean(-1).tolist(),
+                    "morphology": morph.tolist(),
+                    # both families among the components, per target
+                    "separated": float((morph.amax(1) != morph.amin(1)).float().mean()),
+                    "mean_error_dominant": float(err.gather(1, dom[:, None]).mean()),
+                    "mean_error_best": float(err.min(1).values.mean()),
+                    "r2_dominant": r2(targets, achieved.gather(1, dom[:, None])[:, 0]),
+                    "refine_steps": refine}
+                if not refine:
+                    torch.save(res.images.to(torch.uint8), images)
+                    if not r:
+                        galleries[label] = res.images.to(torch.uint8)
+            write_json_atomic(path, jsonable({"settings": settings, "result": entry}))
+            runs.append(entry)
+        summary = {}
+        for stage in ("one_shot", "refined"):
+            for key in ("mean_error_dominant", "mean_error_best", "separated"):
+                summary[f"{stage}_{key}"] = _mean_sd([e[stage][key] for e in runs])
+        inv[label] = {"runs": runs, "summary": summary}
+    _gallery(out / "gallery_vae_regression.png", galleries, targets, bim)
+    return inv
+
+
 # ---------------------------------------------------------------------------------- VAE-Reg
 def _run_vae(proto, out, seed, progress, clock):
     from ..data import design_phi
@@ -207,21 +333,26 @@ def _run_vae(proto, out, seed, progress, clock):
     from ..process import preset
     from ..properties import elasticity
 
+    parts = _check_parts(proto.get("parts", VAE_PARTS))
     side = proto["side"]
     data_dir = out / "data"
     results = {"protocol": proto}
     n_fam = proto["grid_points"] ** 3
-    with clock(f"data: {n_fam} families"):
-        sigmas = design_phi(preset("filtered3d", shape=(side,) * 3), "grid", n_fam, seed)
-        full = _cached(data_dir / f"filtered3d_{side}_{n_fam}x{proto['per_family']}_{seed}.pt",
-                       lambda: filtered3d_volumes(side, sigmas, proto["per_family"],
-                                                  derive_seed(seed, 1), progress))
+    full = {"c": torch.zeros(0, 1)}  # the 64-family data only when a part needs them
+    if "forward" in parts or "resolution" in parts:
+        with clock(f"data: {n_fam} families"):
+            sigmas = design_phi(preset("filtered3d", shape=(side,) * 3), "grid", n_fam, seed)
+            full = _cached(
+                data_dir / f"filtered3d_{side}_{n_fam}x{proto['per_family']}_{seed}.pt",
+                lambda: filtered3d_volumes(side, sigmas, proto["per_family"],
+                                           derive_seed(seed, 1), progress))
     with clock("data: bimodal subset"):
         bim = _cached(data_dir / f"bimodal_{side}_{proto['bimodal_per_family']}_{seed}.pt",
                       lambda: filtered3d_volumes(side, BIMODAL, proto["bimodal_per_family"],
                                                  derive_seed(seed, 2), progress))
-    results["data"] = {"n": len(full["c"]), "c11_range": [float(full["c"].min()),
-                                                        float(full["c"].max())],
+    results["data"] = {"n": len(full["c"]),
+                       "c11_range": [float(full["c"].min()), float(full["c"].max())]
+                       if len(full["c"]) else None,
                        "n_bimodal": len(bim["c"]),
                        "bimodal_c11_by_family": [
                            [float(bim["c"][bim["family"] == k].min()),
@@ -231,25 +362,35 @@ def _run_vae(proto, out, seed, progress, clock):
     fit_kw = dict(epochs=proto["epochs"], batch_size=proto["batch_size"],
                   patience=proto["patience"], progress=progress)
 
+    results["data"]["morphology_accuracy"] = float(
+        (morphology(bim["x"]) == bim["family"]).float().mean())
+
     # forward: VAE-Reg vs Reg-only, same split per seed
     rows = {"VAE-Reg": [], "Reg-only": []}
-    for k in range(proto["seeds"]):
+    for k in range(proto["seeds"] if "forward" in parts else 0):
         s = derive_seed(seed, 3, k)
         tr, va, te = _split(len(full["c"]), s)
         x, c = full["x"], full["c"]
         for label in rows:
-            with clock(f"train forward {label}"):
-                if label == "VAE-Reg":
-                    model = VAERegression((side,) * 3, components=proto["components"],
-                                          seed=s % 2**62, **kw)
-                else:
-                    model = RegressionCNN((side,) * 3, width=proto["width"], seed=s % 2**62)
-                hist = model.fit(x[tr], c[tr], validation=(x[va], c[va]), seed=s % 2**62,
-                                 **fit_kw)
-            pred, _ = model.predict(x[te])
-            rows[label].append({"mape": mape(c[te, 0], pred[:, 0]), "r2": r2(c[te, 0], pred[:, 0]),
-                                "epochs": len(hist["train"]), "best_epoch": hist["best_epoch"]})
-    results["forward"] = {
+            path = out / "runs" / f"forward_{label}_{k}.json"
+            settings = {**{key: proto[key] for key in _FORWARD_KEYS}, "seed": seed, "k": k}
+            cached = read_cache(path, settings)
+            if cached is None:
+                with clock(f"train forward {label}"):
+                    if label == "VAE-Reg":
+                        model = VAERegression((side,) * 3, components=proto["components"],
+                                              seed=s % 2**62, **kw)
+                    else:
+                        model = RegressionCNN((side,) * 3, width=proto["width"], seed=s % 2**62)
+                    hist = model.fit(x[tr], c[tr], validation=(x[va], c[va]), seed=s % 2**62,
+                                     **fit_kw)
+                pred, _ = model.predict(x[te])
+                cached = {"settings": settings, "result": {
+                    "mape": mape(c[te, 0], pred[:, 0]), "r2": r2(c[te, 0], pred[:, 0]),
+                    "epochs": len(hist["train"]), "best_epoch": hist["best_epoch"]}}
+                write_json_atomic(path, jsonable(cached))
+            rows[label].append(cached["result"])
+    results["forward"] = {} if "forward" not in parts else {
         label: {"runs": r,
                 "mape_mean": float(np.mean([v["mape"] for v in r])),
                 "mape_sd": float(np.std([v["mape"] for v in r], ddof=1)) if len(r) > 1 else None,
@@ -257,46 +398,12 @@ def _run_vae(proto, out, seed, progress, clock):
                 "r2_sd": float(np.std([v["r2"] for v in r], ddof=1)) if len(r) > 1 else None}
         for label, r in rows.items()}
 
-    # inverse on the bimodal subset: Gaussian vs mixture prior
-    from ..properties import property_map
-
-    pm = property_map("c11_3d")
-    cb = bim["c"][:, 0]
-    targets = torch.quantile(cb, torch.linspace(0.05, 0.95, proto["targets"]))
-    tr, va, _ = _split(len(cb), derive_seed(seed, 4))
-    inv = {"targets": targets.tolist()}
-    galleries = {}
-    for label, k_comp in (("Gaussian", 1), ("mixture", 2)):
-        s = derive_seed(seed, 6, k_comp) % 2**62
-        with clock(f"train inverse {label}"):
-            model = VAERegression((side,) * 3, components=k_comp, seed=s, **kw)
-            model.fit(bim["x"][tr], bim["c"][tr], validation=(bim["x"][va], bim["c"][va]),
-                      seed=s, **fit_kw)
-        entry = {}
-        for refine in (0, proto["refine_steps"]):
-            with clock(f"inverse + simulate {label}"):
-                res = model.inverse(targets, refine_steps=refine)
-                achieved = pm(res.images.reshape(-1, *res.images.shape[2:]))[:, 0].float()
-            achieved = achieved.reshape(len(targets), k_comp)
-            err = 100 * (achieved - targets[:, None]).abs() / targets[:, None]
-            dom = res.weights.argmax(-1)
-            e_dom = err.gather(1, dom[:, None])[:, 0]
-            e_best = err.min(1).values
-            vf = res.images.flatten(2).mean(-1)
-            entry["refined" if refine else "one_shot"] = {
-                "achieved": achieved.tolist(), "error_percent": err.tolist(),
-                "weights": res.weights.tolist(), "volume_fraction": vf.tolist(),
-                "mean_error_dominant": float(e_dom.mean()), "mean_error_best": float(e_best.mean()),
-                "r2_dominant": r2(targets, achieved.gather(1, dom[:, None])[:, 0]),
-                "refine_steps": refine}
-            if not refine:
-                galleries[label] = res.images
-        inv[label] = entry
-    results["inverse"] = inv
-    _gallery(out / "gallery_vae_regression.png", galleries, targets, bim)
+    # inverse on the bimodal subset: Gaussian vs mixture prior, `inverse_seeds` trainings each
+    if "inverse" in parts:
+        results["inverse"] = _vae_inverse(proto, bim, kw, fit_kw, seed, clock, out)
 
     # resolution check: C11 at side^3 vs the same voxels refined 3x per axis
-    n = proto["resolution_volumes"]
+    n = proto["resolution_volumes"] if "resolution" in parts else 0
     with clock("resolution check"):
         if not n:
             return results
@@ -446,6 +553,40 @@ def _f(v, d=2):
     return "–" if v is None else f"{v:.{d}f}"
 
 
+def _ms(pair, d=1):
+    mean, sd = pair
+    return _f(mean, d) if sd is None else f"{_f(mean, d)} ± {_f(sd, d)}"
+
+
+def _inverse_markdown(inv, data):
+    n_runs = len(inv["mixture"]["runs"])
+    lines = ["", f"Inverse on the bimodal subset ({data['n_bimodal']} volumes; morphology "
+             f"classifier accuracy on them {100 * data.get('morphology_accuracy', 0):.0f} %), "
+             f"error |C11(x̂) − c*| / c* in % by true simulation, mean ± sd over {n_runs} "
+             "training(s); 'separated' = fraction of targets whose components decode to both "
+             "morphologies:", "",
+             "| prior | one-shot, dominant comp. | one-shot, best comp. | refined, dominant | "
+             "refined, best | separated | paper |", "|---|---|---|---|---|---|---|"]
+    for label in ("Gaussian", "mixture"):
+        m = inv[label]["summary"]
+        lines.append(f"| {label} | {_ms(m['one_shot_mean_error_dominant'])} | "
+                     f"{_ms(m['one_shot_mean_error_best'])} | "
+                     f"{_ms(m['refined_mean_error_dominant'])} | "
+                     f"{_ms(m['refined_mean_error_best'])} | "
+                     f"{_ms(m['one_shot_separated'], 2)} | "
+                     f"{PAPER['inverse_error_percent'][label]} |")
+    lines += ["", "Per target (one-shot, first training): target → achieved C11 per component "
+              "(weight, vf, morphology 0 = [1,1,7], 1 = [7,1,1]):", ""]
+    for label in ("Gaussian", "mixture"):
+        e = inv[label]["runs"][0]["one_shot"]
+        for j, t in enumerate(inv["targets"]):
+            comps = ", ".join(f"{a:.1f} (π={w:.2f}, vf={v:.2f}, m={m})" for a, w, v, m in
+                              zip(e["achieved"][j], e["weights"][j], e["volume_fraction"][j],
+                                  e["morphology"][j]))
+            lines.append(f"- {label} c* = {t:.1f}: {comps}")
+    return lines
+
+
 def results_markdown(results: dict) -> str:
     """The Markdown tables of a result dict of :func:`run` (paper numbers beside ours).
 
@@ -459,35 +600,19 @@ def results_markdown(results: dict) -> str:
         p = results["protocol"]
         lines += [f"Scale {p['scale']}: {results['data']['n']} volumes of {p['side']}³ "
                   f"({p['per_family']} per family), {p['seeds']} seed(s), "
-                  f"{p['epochs']} epochs max.",
-                  "", "| method | MAPE % (ours) | R² (ours) | MAPE % (paper) | R² (paper) |",
+                  f"{p['epochs']} epochs max, reconstruction {p['reconstruction']!r}, "
+                  f"parts {', '.join(p.get('parts', VAE_PARTS))}."]
+    if results.get("forward"):
+        lines += ["", "| method | MAPE % (ours) | R² (ours) | MAPE % (paper) | R² (paper) |",
                   "|---|---|---|---|---|"]
         for label, r in results["forward"].items():
             pm_, ps, pr = PAPER["forward"][label]
             lines.append(f"| {label} | {_f(r['mape_mean'])} ± {_f(r['mape_sd'])} | "
                          f"{_f(r['r2_mean'], 3)} ± {_f(r['r2_sd'], 3)} | {pm_} ± {ps} | {pr} |")
-        inv = results["inverse"]
-        lines += ["", f"Inverse on the bimodal subset ({results['data']['n_bimodal']} volumes), "
-                  "error |C11(x̂) − c*| / c* in % by true simulation:", "",
-                  "| prior | one-shot, dominant comp. | one-shot, best comp. | refined, dominant | "
-                  "refined, best | paper |", "|---|---|---|---|---|---|"]
-        for label in ("Gaussian", "mixture"):
-            e = inv[label]
-            lines.append(f"| {label} | {_f(e['one_shot']['mean_error_dominant'], 1)} | "
-                         f"{_f(e['one_shot']['mean_error_best'], 1)} | "
-                         f"{_f(e['refined']['mean_error_dominant'], 1)} | "
-                         f"{_f(e['refined']['mean_error_best'], 1)} | "
-                         f"{PAPER['inverse_error_percent'][label]} |")
-        lines += ["", "Per target (one-shot): target → achieved C11 per component "
-                  "(weight, vf):", ""]
-        for label in ("Gaussian", "mixture"):
-            e = inv[label]["one_shot"]
-            for j, t in enumerate(inv["targets"]):
-                comps = ", ".join(f"{a:.1f} (π={w:.2f}, vf={v:.2f})" for a, w, v in
-                                  zip(e["achieved"][j], e["weights"][j], e["volume_fraction"][j]))
-                lines.append(f"- {label} c* = {t:.1f}: {comps}")
-        r = results.get("resolution", {"side": 0, "refined_side": 0, "c11": [], "c11_refined": [],
-                                        "relative_difference_percent": []})
+    if results.get("inverse"):
+        lines += _inverse_markdown(results["inverse"], results["data"])
+    if results.get("resolution"):
+        r = results["resolution"]
         lines += ["", f"Resolution: C11 at {r['side']}³ vs the same voxels refined to "
                   f"{r['refined_side']}³: " + ", ".join(
                       f"{a:.1f}/{b:.1f}" for a, b in zip(r["c11"], r["c11_refined"]))
@@ -535,6 +660,7 @@ def run_protocol(proto: dict, out, seed: int = 0, progress: bool = True) -> dict
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "data").mkdir(exist_ok=True)
+    (out / "runs").mkdir(exist_ok=True)
     clock = StageClock()
     t0 = time.perf_counter()
     with torch.random.fork_rng(devices=[]):

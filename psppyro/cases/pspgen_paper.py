@@ -129,7 +129,14 @@ import torch
 
 from psppyro._random import derive_seed
 
-from ._common import StageClock, check_run_args, check_scale, jsonable
+from ._common import (
+    StageClock,
+    check_run_args,
+    check_scale,
+    jsonable,
+    read_cache,
+    write_json_atomic,
+)
 
 __all__ = ["CASE_SPECS", "protocol", "run"]
 
@@ -475,7 +482,7 @@ def _checked_designs(gen, label, v, boxes, proto, folder, seed, process, propert
                         "eval_samples": proto["eval_samples"],
                         "seeds": [_s(seed, 40, v, k, j), _s(seed, 50, v, k, j)],
                         "low": boxes[t].low.tolist(), "high": boxes[t].high.tolist()}
-            cached = _read_cache(cache, settings)
+            cached = read_cache(cache, settings)
             if cached is None:
                 with clock(f"design: {label} {method}"):
                     d = _design(gen, boxes[t], method, proto, settings["seeds"][0], progress)
@@ -486,7 +493,7 @@ def _checked_designs(gen, label, v, boxes, proto, folder, seed, process, propert
                 cached = jsonable({"settings": settings, "design": d,
                                    "evaluation": {"p_sim": float(p), "p_sim_se": float(se)}})
                 cached["m_sim"] = m.tolist()  # raw floats: JSON keeps ±Infinity as numbers
-                _write_json_atomic(cache, cached)
+                write_json_atomic(cache, cached)
                 cached["design"]["reused"] = False
             else:
                 cached["design"]["reused"] = True
@@ -504,24 +511,6 @@ def _file_digest(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _write_json_atomic(path, obj):
-    """Write ``obj`` as JSON to ``path`` via a temporary file and a rename (no torn files)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, allow_nan=True))
-    tmp.replace(path)
-
-
-def _read_cache(path, settings):
-    """The cached result in ``path`` when it was made with the same ``settings``, else None."""
-    if not path.is_file():
-        return None
-    try:
-        cached = json.loads(path.read_text())
-    except ValueError:
-        return None
-    return cached if cached.get("settings") == jsonable(settings) else None
-
-
 def _competitor_stage(train, val, boxes, process, properties, proto, folder, seed, clock,
                       progress):
     """φ_comp per box: the Generale chain + flow trained on PSP-GEN's training split, each
@@ -536,7 +525,7 @@ def _competitor_stage(train, val, boxes, process, properties, proto, folder, see
     settings = {**opts, "train_size": int(train.sizes["sample"]), "seed": seed,
                 "targets": list(boxes)}
     json_path, model_path = folder / "competitor.json", folder / "competitor.pt"
-    cached = _read_cache(json_path, settings)
+    cached = read_cache(json_path, settings)
     if cached is not None:
         cached["reused"] = "results"
         return cached
@@ -546,7 +535,7 @@ def _competitor_stage(train, val, boxes, process, properties, proto, folder, see
                                               "gp_lr", "num_pairs", "flow_epochs",
                                               "train_size", "seed")}
     fit_path = folder / "competitor_fit.json"
-    if model_path.is_file() and _read_cache(fit_path, fit_settings) is not None:
+    if model_path.is_file() and read_cache(fit_path, fit_settings) is not None:
         with clock("competitor: design (trained competitor reused)"):
             fitted = load_competitor(model_path)
             fitted.update(design_competitor(fitted, boxes, num_candidates=opts["num_candidates"],
@@ -589,7 +578,7 @@ def _bayesopt_stage(boxes, process, properties, proto, budget, folder, seed, clo
         settings = {**opts, "budget": budget, "seed": seed, "box": t,
                     "low": box.low.tolist(), "high": box.high.tolist()}
         path = folder / f"bayesopt_{t}.json"
-        cached = _read_cache(path, settings)
+        cached = read_cache(path, settings)
         if cached is not None:
             cached["reused"] = True
             out[t] = cached

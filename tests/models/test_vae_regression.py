@@ -164,9 +164,25 @@ def test_case_harness_tiny(tmp_path):
     res = inversion.run_protocol(proto, tmp_path, seed=0, progress=False)
     assert res["data"]["n"] == 16 and res["data"]["n_bimodal"] == 12
     assert set(res["forward"]) == {"VAE-Reg", "Reg-only"}
-    err = res["inverse"]["mixture"]["one_shot"]["error_percent"]
-    assert len(err) == 2 and len(err[0]) == 2
+    runs = res["inverse"]["mixture"]["runs"]
+    assert len(runs) == 1 and len(runs[0]["one_shot"]["error_percent"]) == 2
+    assert len(runs[0]["one_shot"]["error_percent"][0]) == 2
+    assert res["data"]["morphology_accuracy"] == 1.0
+    summary = res["inverse"]["Gaussian"]["summary"]
+    assert summary["one_shot_separated"] == [0.0, None]  # one component cannot be both
     assert (tmp_path / "results.md").read_text().startswith("# vae-regression")
     assert (tmp_path / "gallery_vae_regression.png").stat().st_size < 300_000
+    # a second run into the same folder reuses every finished training (out/runs/*.json)
+    again = inversion.run_protocol(proto, tmp_path, seed=0, progress=False)
+    assert again["forward"] == res["forward"] and again["inverse"] == res["inverse"]
+    assert not any(k.startswith("train") for k in again["wall_times"])
+    only = dict(proto, parts=["inverse"], inverse_seeds=2)
+    res2 = inversion.run_protocol(only, tmp_path / "inv", seed=0, progress=False)
+    assert res2["forward"] == {} and "resolution" not in res2 and res2["data"]["n"] == 0
+    assert len(res2["inverse"]["mixture"]["runs"]) == 2
+    assert res2["inverse"]["mixture"]["runs"][0] == res["inverse"]["mixture"]["runs"][0]
+    assert "| mixture |" in (tmp_path / "inv" / "results.md").read_text()
+    with pytest.raises(ValueError, match="parts"):
+        inversion.run_protocol(dict(proto, parts=["fwd"]), tmp_path / "bad", seed=0)
     with pytest.raises(ValueError, match="scale"):
         inversion.run("vae-regression", scale=2.0, out=tmp_path)
