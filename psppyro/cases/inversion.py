@@ -50,8 +50,8 @@ GAN epochs / channels          (not stated) 50 / 128…16         max(1, round(5
 samples per target             30                               30
 =============================  ===============================  =================================
 
-The protocol key ``parts`` (default all of ``forward``, ``inverse``, ``resolution``) runs a subset of
-the vae-regression case, e.g. the forward and the inverse study as two processes on two cores.
+The protocol key ``parts`` (default all of ``forward``, ``inverse``, ``resolution``) runs a subset
+of the vae-regression case, e.g. the forward and the inverse study as two processes on two cores.
 
 Outputs in ``out``: ``results.json``, ``results.md`` (the paper's numbers beside ours and a
 per-stage wall-time table) and figures (``gallery_*.png``, ``gan_samples.png``). Generated data are
