@@ -10,7 +10,12 @@ own (``docs/architecture.md`` § "Cell and units": every image lives on a period
 **Fixed feature bank** (:class:`FeatureBank`). ``levels`` layers of ``channels`` 3×3 filters drawn
 once from a seeded generator (entries N(0, 1/9) with each filter's mean removed, so a constant
 image gives zero response), applied with circular padding and followed by ReLU; between layers the
-maps are average-pooled by 2. Layer l has C_l feature maps of M_l pixels, flattened to F^l
+maps are average-pooled by 2. The first layer also keeps the image itself as one more feature map,
+so that G¹ carries the volume fraction (G¹₀₀ = ⟨x²⟩ = vf for a binary x) and the correlation of
+each phase with the edge responses: zero-mean filters alone see only interfaces, and a decoder
+trained with such a bank left every decoded volume at vf 0.53–0.56 whatever the target
+(``docs/results/inversion.md``); VGG's first-layer filters are not zero-mean, so its Gram matrices
+carry the mean intensity too. Layer l has C_l feature maps of M_l pixels, flattened to F^l
 (C_l × M_l), and
 
 .. math::
@@ -142,8 +147,8 @@ class FeatureBank(nn.Module):
     Example::
 
         >>> bank = FeatureBank(ndim=3, channels=4, levels=2, seed=1)
-        >>> [g.shape for g in bank.gram(torch.zeros(2, 8, 8))]
-        [torch.Size([2, 4, 4]), torch.Size([2, 4, 4])]
+        >>> [g.shape for g in bank.gram(torch.zeros(2, 8, 8))]  # the image is channel 0 of layer 1
+        [torch.Size([2, 5, 5]), torch.Size([2, 4, 4])]
     """
 
     def __init__(self, ndim: int = 2, channels: int = 8, levels: int = 2, seed: int = 0):
@@ -165,15 +170,17 @@ class FeatureBank(nn.Module):
             self.register_buffer(f"weight{i}", w)
 
     def gram(self, images: Tensor) -> list[Tensor]:
-        """Gram matrices ``G^l = F^l F^lᵀ / M_l`` of 2-D images ``(B, ny, nx)``, one per layer."""
+        """Gram matrices ``G^l = F^l F^lᵀ / M_l`` of 2-D images ``(B, ny, nx)``, one per layer
+        (layer 1's features are the image and its ``channels`` filter responses)."""
         h = images.unsqueeze(1)
         out = []
         for i in range(self.levels):
             if i > 0:
                 h = nn.functional.avg_pool2d(h, 2, ceil_mode=True)
+            x_in = h
             h = nn.functional.pad(h, (1, 1, 1, 1), mode="circular")
             h = torch.relu(nn.functional.conv2d(h, getattr(self, f"weight{i}")))
-            f = h.flatten(2)
+            f = (torch.cat([x_in, h], dim=1) if i == 0 else h).flatten(2)
             out.append(f @ f.transpose(1, 2) / f.shape[-1])
         return out
 

@@ -124,6 +124,12 @@ def test_style_statistics():
     rotated = x.transpose(1, 3)
     assert bool((gram_style_loss(x, rotated, bank) > 0).all())
     assert bool((two_point_style_loss(x, rotated) > 0).all())
+    # the Gram statistics carry the volume fraction: a uniform image differs from an empty one,
+    # and a field thresholded at vf 0.3 from the same field thresholded at vf 0.7
+    assert float(gram_style_loss(torch.zeros(1, 8, 8, 8), torch.ones(1, 8, 8, 8), bank)) > 0
+    field = torch.randn(1, 8, 8, 8, generator=torch.Generator().manual_seed(0))
+    low, high = (field > field.quantile(0.7)).float(), (field > field.quantile(0.3)).float()
+    assert float(gram_style_loss(low, high, bank)) > 0
     torch.testing.assert_close(FeatureBank(2, seed=4).weight0, FeatureBank(2, seed=4).weight0)
     assert not torch.equal(FeatureBank(2, seed=4).weight0, FeatureBank(2, seed=5).weight0)
 
