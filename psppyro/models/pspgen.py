@@ -990,6 +990,8 @@ class PSPGen(nn.Module):
         select: str = "property",
         val_num_z: int = 64,
         guide_x_fraction: float = 0.2,
+        prior_m_weight: float = 0.0,
+        prior_m_samples: int = 16,
     ) -> dict:
         r"""Train on minibatches; choose the weights on what design needs (the property likelihood).
 
@@ -1043,6 +1045,13 @@ class PSPGen(nn.Module):
                 makes a step ≈ 1.4× faster with the paper's widths (measured,
                 ``docs/results/pspgen_training.md``).
             weight_decay (float): decoupled (AdamW) weight decay, ≥ 0.
+            prior_m_weight (float): λ ≥ 0 of an extra term −λ log p(m | φ) per labelled pair,
+                with p(m | φ) = E_{z0 ~ N(0, I)} p(m | z0, g(φ)) estimated by
+                ``prior_m_samples`` prior draws (logsumexp): it trains the density design uses
+                directly. The β-ELBO alone trains the property head on z0 from the guide, which
+                sees m, and the design-time p(m | φ) then loses calibration as training goes on
+                (``docs/results/pspgen_training.md``). 0 (default) is the paper's objective.
+            prior_m_samples (int): prior z0 draws of that term.
             select (str): ``"property"`` or ``"elbo"`` (above).
             val_num_z (int): prior z0 draws for ``val_m_loglik`` / ``val_calibration``.
 
@@ -1075,7 +1084,8 @@ class PSPGen(nn.Module):
                    lr_factor=lr_factor, checkpoint_dir=checkpoint_dir,
                    checkpoint_every=checkpoint_every, resume=resume, seed=seed, progress=progress,
                    device=device, guide_x_weight=guide_x_weight, weight_decay=weight_decay,
-                   select=select, val_num_z=val_num_z, guide_x_fraction=guide_x_fraction)
+                   select=select, val_num_z=val_num_z, guide_x_fraction=guide_x_fraction,
+                   prior_m_weight=prior_m_weight, prior_m_samples=prior_m_samples)
 
 
 # --------------------------------------------------------------------------- helpers

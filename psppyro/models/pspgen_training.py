@@ -257,8 +257,20 @@ def elbo_loss(gen, phi, x, m=None, m_mask=None, weight=None, z0=None, analytic_k
     return _loss_terms(gen, phi, x, m, lab, loc, scale, weight, z0, analytic_kl)
 
 
+def _prior_property(gen, phi_n, m, z):
+    """p(m | z_k, g(φ)) for prior draws ``z`` (K, d_z0) shared by the rows (batch (K, n)) and the
+    estimate log p(m | φ) = log (1/K) Σ_k p(m | z_k, g(φ)) per row, ``(n,)``: the density design
+    uses."""
+    z1 = gen.process_net(phi_n)
+    k = z.shape[0]
+    h = torch.cat([z[:, None, :].expand(k, z1.shape[0], gen.d_z0), z1[None].expand(k, *z1.shape)],
+                  -1)
+    d = gen._property_from_h(h)
+    return d, torch.logsumexp(d.log_prob(m[None]), 0) - math.log(k)
+
+
 def _training_loss(gen, batch_l, batch_u, n_l, n_u, n_total, guide_x_weight,
-                   guide_x_fraction=1.0):
+                   guide_x_fraction=1.0, prior_m_weight=0.0, prior_m_samples=16):
     # One step: labelled rows, m-hidden copies of the first ceil(fraction * b) of them (the batch
     # is a random subset, so these are too; their weight is scaled by b / k: unbiased) for the
     # x-only guide, and unlabelled rows.
@@ -287,8 +299,12 @@ def _training_loss(gen, batch_l, batch_u, n_l, n_u, n_total, guide_x_weight,
         scales.append(scale_u)
         phis.append(phi_cat)
         xs.append(x_cat)
-    return _loss_terms(gen, torch.cat(phis), torch.cat(xs), m, b, torch.cat(locs),
-                       torch.cat(scales), torch.cat(ws))
+    loss, terms = _loss_terms(gen, torch.cat(phis), torch.cat(xs), m, b, torch.cat(locs),
+                              torch.cat(scales), torch.cat(ws))
+    if prior_m_weight > 0:
+        z = torch.randn(prior_m_samples, gen.d_z0, dtype=phi.dtype, device=phi.device)
+        loss = loss - prior_m_weight * (w_l * _prior_property(gen, phi_n, m, z)[1]).sum()
+    return loss, terms
 
 
 # --------------------------------------------------------------------------- validation
@@ -321,12 +337,7 @@ def property_scores(gen, phi, m, num_z=64, seed=0, z=None):
         num_z = check_int("num_z", num_z, minimum=1)
         g = make_generator(derive_seed(check_seed("seed", seed), 11))
         z = torch.randn(num_z, gen.d_z0, generator=g, dtype=torch.float64).to(phi)
-    k = z.shape[0]
-    z1 = gen.process_net(gen._normalize_phi(phi))
-    h = torch.cat([z[:, None, :].expand(k, phi.shape[0], gen.d_z0),
-                   z1[None].expand(k, *z1.shape)], -1)
-    d = gen._property_from_h(h)  # batch (K, n)
-    ll = torch.logsumexp(d.log_prob(m[None]), 0) - math.log(k)
+    d, ll = _prior_property(gen, gen._normalize_phi(phi), m, z)  # d: batch (K, n)
     blocked = torch.isneginf(m)
     if isinstance(d, PercolatedNormal):
         cdf = d.component_cdf(m[None]).mean(0)
@@ -396,7 +407,8 @@ _KEYS = ("epoch", "loss", "train_loss", "rec_x", "rec_m", "kl", "val_loss", "val
 def fit(gen, train, val=None, epochs=500, batch_size=50, lr=1e-3, unlabelled=None, patience=60,
         lr_patience=20, lr_factor=1.0 / 3.0, checkpoint_dir=None, checkpoint_every=50,
         resume=None, seed=0, progress=True, device=None, guide_x_weight=0.01, weight_decay=0.0,
-        select="property", val_num_z=64, guide_x_fraction=0.2):
+        select="property", val_num_z=64, guide_x_fraction=0.2, prior_m_weight=0.0,
+        prior_m_samples=16):
     """Train ``gen`` (the body of :meth:`PSPGen.fit`, which documents every argument).
 
     Returns:
@@ -430,6 +442,8 @@ def fit(gen, train, val=None, epochs=500, batch_size=50, lr=1e-3, unlabelled=Non
     check_interval("lr_factor", lr_factor, 0.0, 1.0)
     check_positive("guide_x_weight", guide_x_weight, allow_zero=True)
     check_interval("guide_x_fraction", guide_x_fraction, 0.0, 1.0, closed=(False, True))
+    check_positive("prior_m_weight", prior_m_weight, allow_zero=True)
+    prior_m_samples = check_int("prior_m_samples", prior_m_samples, minimum=1)
     check_positive("weight_decay", weight_decay, allow_zero=True)
     check_choice("select", select, ("property", "elbo"))
     seed = check_seed("seed", seed)  # a Python int: it is stored in the checkpoints
@@ -505,7 +519,8 @@ def fit(gen, train, val=None, epochs=500, batch_size=50, lr=1e-3, unlabelled=Non
             acc = None
             for batch_l in stream_l:
                 loss, terms = _training_loss(gen, batch_l, next(stream_u, None), n_l, n_u,
-                                             n_total, guide_x_weight, guide_x_fraction)
+                                             n_total, guide_x_weight, guide_x_fraction,
+                                             prior_m_weight, prior_m_samples)
                 optim.zero_grad(set_to_none=True)
                 loss.backward()
                 optim.step()
