@@ -17,6 +17,9 @@ Usage::
 
     python benchmarks/bench_pspgen_calibration.py --scale 0.05               # ~10 min loaded
     python benchmarks/bench_pspgen_calibration.py --scale 1 --model m.pt     # the figure
+    # train on the full-size Case-1 data with the −λ log p(m | φ) term (PSPGen.fit) and check
+    python benchmarks/bench_pspgen_calibration.py --scale 1 \
+        --workdir benchmark_output/case1-full/data --epochs 40 --prior-m-weight 1
     python benchmarks/bench_pspgen_calibration.py --workdir benchmark_output/case1-s0.1/data \\
         --scale 0.1 --model benchmark_output/case1-s0.1/models/dz1_default.pt
 
@@ -86,9 +89,20 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None, help="also write the figures to this JSON file")
     ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--prior-m-weight", type=float, default=0.0,
+                    help="λ of PSPGen.fit's −λ log p(m | φ) term when training here (0: paper)")
+    ap.add_argument("--epochs", type=int, default=None,
+                    help="training epochs when training here (default: the harness's)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     proto = harness.protocol("pspgen-paper-case1", args.scale)
+    proto["prior_m_weight"] = args.prior_m_weight
+    label = "calibration"
+    if args.epochs is not None:
+        proto["train_epochs"] = args.epochs
+        label += f"_e{args.epochs}"
+    if args.prior_m_weight:
+        label += f"_pm{args.prior_m_weight:g}"
     per_phi = args.per_phi or proto["reference_per_phi"]
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
@@ -107,8 +121,8 @@ def main(argv=None):
     else:
         (work / "models").mkdir(exist_ok=True)
         t1 = time.perf_counter()
-        gen, _, _ = harness._train(train_ds, None, proto, work / "models", "calibration",
-                                   args.seed, progress)
+        gen, _, _ = harness._train(train_ds, None, proto, work / "models", label, args.seed,
+                                   progress)
         t_train = time.perf_counter() - t1
     test = harness._test_tensors(test_ds)
     t2 = time.perf_counter()

@@ -219,6 +219,7 @@ def protocol(name: str, scale: float = 1.0) -> dict:
         "lr_patience": max(5, round(20 * s)),
         "patience": max(10, round(100 * s)),
         "lr_factor": 1.0 / 3.0,
+        "prior_m_weight": 0.0,  # the paper's objective; see PSPGen.fit
         "sga": {"num_z": max(200, round(50_000 * s)), "batch_size": 100, "lr": 0.2,
                 "decay": 4.0, "patience": 2, "epochs": 20 if s >= 0.05 else 5},
         "nuts": {"num_samples": max(5, round(500 * s)), "warmup_steps": max(5, round(500 * s)),
@@ -279,7 +280,7 @@ def _train(ds, variant_dz1, proto, folder, label, seed, progress):
         patience=proto["patience"], lr_patience=proto["lr_patience"],
         lr_factor=proto["lr_factor"], checkpoint_dir=str(ckpt),
         checkpoint_every=max(1, proto["train_epochs"] // 20), resume=resume,
-        seed=_s(seed, 5), progress=progress,
+        seed=_s(seed, 5), progress=progress, prior_m_weight=proto.get("prior_m_weight", 0.0),
     )
     gen.save(path)
     hist_path.write_text(json.dumps(jsonable(history), allow_nan=True))
