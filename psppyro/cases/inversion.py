@@ -93,7 +93,8 @@ BIMODAL = ((1.0, 1.0, 7.0), (7.0, 1.0, 1.0))
 #: The three parts of the vae-regression case (protocol key ``parts``).
 VAE_PARTS = ("forward", "inverse", "resolution")
 # protocol entries a cached forward / inverse training depends on (``out/runs/*.json``)
-_MODEL_KEYS = ("side", "epochs", "patience", "batch_size", "width", "latent_dim", "reconstruction")
+_MODEL_KEYS = ("side", "epochs", "patience", "batch_size", "width", "latent_dim", "reconstruction",
+               "style_weight")
 _FORWARD_KEYS = _MODEL_KEYS + ("grid_points", "per_family", "components")
 _INVERSE_KEYS = _MODEL_KEYS + ("bimodal_per_family", "targets", "refine_steps")
 VF_RANGE = (0.2, 0.8)
@@ -159,7 +160,7 @@ def protocol(name: str, scale: float = 1.0) -> dict:
             "seeds": max(1, round(10 * s)), "inverse_seeds": max(1, round(10 * s)),
             "parts": list(VAE_PARTS),
             "width": 2048 if s >= 1 else 64, "latent_dim": 16, "components": 2,
-            "reconstruction": "gram", "refine_steps": 10, "targets": 6,
+            "reconstruction": "gram", "style_weight": None, "refine_steps": 10, "targets": 6,
             "resolution_volumes": 4 if s >= 0.01 else 1,
         }
     return {
@@ -222,6 +223,11 @@ def _split(n, seed):
     return perm[:a], perm[a:b], perm[b:]
 
 
+def _settings(proto, keys):
+    # the protocol entries a cached training depends on (unset optional ones left out)
+    return {key: proto.get(key) for key in keys if proto.get(key) is not None}
+
+
 def _check_parts(parts):
     if (not isinstance(parts, (list, tuple)) or not parts
             or any(p not in VAE_PARTS for p in parts)):
@@ -278,7 +284,7 @@ def _vae_inverse(proto, bim, kw, fit_kw, seed, clock, out):
         runs = []
         for r in range(proto.get("inverse_seeds", 1)):
             path = out / "runs" / f"inverse_{label}_{r}.json"
-            settings = {**{key: proto[key] for key in _INVERSE_KEYS}, "seed": seed, "r": r}
+            settings = {**_settings(proto, _INVERSE_KEYS), "seed": seed, "r": r}
             cached = read_cache(path, settings)
             images = path.with_suffix(".pt")
             if cached is not None and images.is_file():
@@ -359,7 +365,7 @@ def _run_vae(proto, out, seed, progress, clock):
                            [float(bim["c"][bim["family"] == k].min()),
                             float(bim["c"][bim["family"] == k].max())] for k in (0, 1)]}
     kw = dict(width=proto["width"], latent_dim=proto["latent_dim"],
-              reconstruction=proto["reconstruction"])
+              reconstruction=proto["reconstruction"], style_weight=proto.get("style_weight"))
     fit_kw = dict(epochs=proto["epochs"], batch_size=proto["batch_size"],
                   patience=proto["patience"], progress=progress)
 
@@ -374,7 +380,7 @@ def _run_vae(proto, out, seed, progress, clock):
         x, c = full["x"], full["c"]
         for label in rows:
             path = out / "runs" / f"forward_{label}_{k}.json"
-            settings = {**{key: proto[key] for key in _FORWARD_KEYS}, "seed": seed, "k": k}
+            settings = {**_settings(proto, _FORWARD_KEYS), "seed": seed, "k": k}
             cached = read_cache(path, settings)
             if cached is None:
                 with clock(f"train forward {label}"):
