@@ -33,7 +33,8 @@ OVERRIDES = {
                        "refine_steps", "targets", "resolution_volumes", "patience", "inverse_seeds",
                        "parts", "style_weight"),
     "gan-mdn": ("gan_images", "labelled", "gan_epochs", "mdn_epochs", "samples", "opt_init",
-                "opt_iterations", "opt_offspring", "latent_dim", "components", "channels"),
+                "opt_iterations", "opt_offspring", "latent_dim", "components", "channels",
+                "instance_noise"),
 }
 
 
@@ -47,6 +48,7 @@ def main(argv=None):
     parser.add_argument("--progress", action="store_true")
     for key in sorted({k for v in OVERRIDES.values() for k in v}):
         kind = {"reconstruction": str, "parts": lambda v: v.split(","), "style_weight": float,
+                "instance_noise": float,
                 "channels": lambda v: [int(c) for c in v.split(",")]}.get(key, int)
         parser.add_argument("--" + key.replace("_", "-"), type=kind, default=None)
     args = parser.parse_args(argv)

@@ -169,7 +169,7 @@ def protocol(name: str, scale: float = 1.0) -> dict:
         "gan_epochs": max(1, round(50 * s)), "mdn_epochs": max(5, round(1000 * s)),
         "latent_dim": 4, "components": 40,
         "channels": [128, 64, 32, 16] if s >= 1 else [32, 16, 8, 4],
-        "samples": 30, "in_range": 5, "outside": 2,
+        "instance_noise": 0.0, "samples": 30, "in_range": 5, "outside": 2,
         "opt_init": 16, "opt_iterations": max(2, round(40 * s)) if s < 1 else 100,
         "opt_offspring": 4,
     }
@@ -487,7 +487,7 @@ def _run_gan(proto, out, seed, progress, clock):
                 channels=tuple(proto["channels"]), seed=derive_seed(seed, 3) % 2**62)
     with clock("train GAN"):
         ghist = gm.fit_gan(x, epochs=proto["gan_epochs"], seed=derive_seed(seed, 4),
-                           progress=progress)
+                           instance_noise=proto.get("instance_noise", 0.0), progress=progress)
     with clock("label latents (true solver)"):
         z, y = gm.label_latents(proto["labelled"], k11, seed=derive_seed(seed, 5),
                                 progress=progress)

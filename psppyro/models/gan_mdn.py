@@ -256,15 +256,25 @@ class GANMDN(nn.Module):
         self.generator.train(was)
         return out
 
-    def discriminator_step(self, x_real: Tensor, seed: int = 0, update: bool = True) -> float:
-        """One Adam step on L_D with a batch of real images (in {0, 1}); returns L_D before it."""
+    def _noisy(self, images, noise, seed):
+        # instance noise (Sønderby et al. 2017): the same N(0, noise²) corruption of real and fake
+        # images, so D cannot separate exact ±1 pixels from tanh outputs
+        if noise <= 0:
+            return images
+        return images + noise * torch.randn(images.shape, generator=make_generator(seed))
+
+    def discriminator_step(self, x_real: Tensor, seed: int = 0, update: bool = True,
+                           noise: float = 0.0) -> float:
+        """One Adam step on L_D with a batch of real images (in {0, 1}); returns L_D before it.
+        ``noise`` is the instance-noise standard deviation added to real and fake images."""
         x_real = _check_images("x_real", x_real, self.shape)
         self.generator.train()
         self.discriminator.train()
         with torch.no_grad():
             fake = self.generator(self._z(x_real.shape[0], seed))
         bce = nn.functional.binary_cross_entropy_with_logits
-        d_real, d_fake = self.discriminator(2 * x_real - 1), self.discriminator(fake)
+        d_real = self.discriminator(self._noisy(2 * x_real - 1, noise, derive_seed(seed, 1)))
+        d_fake = self.discriminator(self._noisy(fake, noise, derive_seed(seed, 2)))
         loss = bce(d_real, torch.ones_like(d_real)) + bce(d_fake, torch.zeros_like(d_fake))
         if update:
             opt = self._adam("d")
@@ -273,12 +283,15 @@ class GANMDN(nn.Module):
             opt.step()
         return float(loss.detach())
 
-    def generator_step(self, batch_size: int, seed: int = 0, update: bool = True) -> float:
-        """One Adam step on the non-saturating L_G; returns L_G before it."""
+    def generator_step(self, batch_size: int, seed: int = 0, update: bool = True,
+                       noise: float = 0.0) -> float:
+        """One Adam step on the non-saturating L_G; returns L_G before it (``noise``: as for
+        :meth:`discriminator_step`)."""
         batch_size = check_int("batch_size", batch_size, minimum=2)
         self.generator.train()
         self.discriminator.train()
-        d_fake = self.discriminator(self.generator(self._z(batch_size, seed)))
+        fake = self._noisy(self.generator(self._z(batch_size, seed)), noise, derive_seed(seed, 2))
+        d_fake = self.discriminator(fake)
         loss = nn.functional.binary_cross_entropy_with_logits(d_fake, torch.ones_like(d_fake))
         if update:
             opt = self._adam("g")
@@ -288,9 +301,13 @@ class GANMDN(nn.Module):
         return float(loss.detach())
 
     def fit_gan(self, x, *, epochs: int = 20, batch_size: int = 64, seed: int = 0,
-                progress: bool = False) -> dict:
+                instance_noise: float = 0.0, progress: bool = False) -> dict:
         """Train the DCGAN on binary images ``x`` ``(N_img, N, N)``: one D and one G step per batch
         (Adam lr 2e-4, β = (0.5, 0.999) as in DCGAN; the batch is at most the number of images).
+
+        ``instance_noise`` σ0 ≥ 0 adds N(0, σ²) to the real (±1) and the generated images that D
+        sees, σ annealed linearly from σ0 to 0 over the steps: real binary images are exactly ±1,
+        which D can tell from tanh outputs long before the textures match (D's loss → 0).
 
         Returns:
             dict: mean ``d_loss`` and ``g_loss`` per epoch.
@@ -306,9 +323,11 @@ class GANMDN(nn.Module):
         epochs = check_int("epochs", epochs)
         batch_size = min(check_int("batch_size", batch_size, minimum=2), x.shape[0])
         seed = check_seed("seed", seed)
+        check_positive("instance_noise", instance_noise, allow_zero=True)
         gen = make_generator(derive_seed(seed, 0))
         hist = {"d_loss": [], "g_loss": []}
         step = 0
+        total = epochs * (x.shape[0] // batch_size)
         bar = tqdm(range(epochs), disable=not progress, desc="DCGAN")
         for _ in bar:
             perm = torch.randperm(x.shape[0], generator=gen)
@@ -316,8 +335,11 @@ class GANMDN(nn.Module):
             nb = 0
             for start in range(0, x.shape[0] - batch_size + 1, batch_size):
                 batch = x[perm[start:start + batch_size]]
-                d_sum += self.discriminator_step(batch, seed=derive_seed(seed, 1, step))
-                g_sum += self.generator_step(batch_size, seed=derive_seed(seed, 2, step))
+                noise = instance_noise * (1.0 - step / total)
+                d_sum += self.discriminator_step(batch, seed=derive_seed(seed, 1, step),
+                                                 noise=noise)
+                g_sum += self.generator_step(batch_size, seed=derive_seed(seed, 2, step),
+                                             noise=noise)
                 step += 1
                 nb += 1
             hist["d_loss"].append(d_sum / max(nb, 1))

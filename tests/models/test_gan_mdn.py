@@ -25,6 +25,21 @@ def test_discriminator_and_generator_steps_reduce_their_losses():
     assert gm.generator_step(32, seed=2, update=False) < before
 
 
+def test_instance_noise_blurs_what_the_discriminator_sees():
+    """A discriminator trained to separate real from fake without noise is confident; the same
+    weights judge noisy real and fake images as less separable (higher L_D). fit_gan anneals it."""
+    gm = GANMDN((16, 16), latent_dim=2, components=3, channels=(16, 8, 4), seed=0)
+    x = _toy_images(32)
+    for _ in range(20):
+        gm.discriminator_step(x, seed=1)
+    clean = gm.discriminator_step(x, seed=1, update=False)
+    assert gm.discriminator_step(x, seed=1, update=False, noise=2.0) > clean
+    hist = gm.fit_gan(x, epochs=2, batch_size=16, seed=0, instance_noise=0.5)
+    assert len(hist["d_loss"]) == 2
+    with pytest.raises(ValueError, match="instance_noise"):
+        gm.fit_gan(x, epochs=1, instance_noise=-1.0)
+
+
 def test_mdn_fit_reduces_nll_and_weights_sum_to_one():
     g = torch.Generator().manual_seed(0)
     y = torch.rand(384, 1, generator=g)
