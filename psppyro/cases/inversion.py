@@ -51,7 +51,10 @@ samples per target             30                               30
 =============================  ===============================  =================================
 
 The protocol key ``parts`` (default all of ``forward``, ``inverse``, ``resolution``) runs a subset
-of the vae-regression case, e.g. the forward and the inverse study as two processes on two cores.
+of the vae-regression case, e.g. the forward and the inverse study as two processes on two cores;
+``style_weight`` sets w_x of :class:`~psppyro.models.VAERegression` (``None``: its default) and
+``instance_noise`` the annealed instance noise of :meth:`~psppyro.models.GANMDN.fit_gan` (0: plain
+DCGAN).
 
 Outputs in ``out``: ``results.json``, ``results.md`` (the paper's numbers beside ours and a
 per-stage wall-time table) and figures (``gallery_*.png``, ``gan_samples.png``). Generated data are
@@ -605,8 +608,10 @@ def results_markdown(results: dict) -> str:
     lines = [f"# {results['case']}", ""]
     if "forward" in results:
         p = results["protocol"]
-        lines += [f"Scale {p['scale']}: {results['data']['n']} volumes of {p['side']}³ "
-                  f"({p['per_family']} per family), {p['seeds']} seed(s), "
+        n = results["data"]["n"]
+        sizes = (f"{n} volumes of {p['side']}³ ({p['per_family']} per family), {p['seeds']} "
+                 "seed(s)" if n else f"volumes of {p['side']}³")
+        lines += [f"Scale {p['scale']}: {sizes}, "
                   f"{p['epochs']} epochs max, reconstruction {p['reconstruction']!r}, "
                   f"parts {', '.join(p.get('parts', VAE_PARTS))}."]
     if results.get("forward"):
