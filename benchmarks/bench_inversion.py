@@ -6,11 +6,13 @@ numbers beside ours, per-stage wall times) into ``--out/<case>``.
 
 Usage::
 
-    # the reduced run of docs/results/inversion.md (about 30 min on a loaded 2-core machine)
+    # the runs of docs/results/inversion.md (forward and inverse as two processes; 20-40 min each)
     OMP_NUM_THREADS=1 python benchmarks/bench_inversion.py --case vae-regression --scale 0.05 \\
-        --per-family 3 --bimodal-per-family 40 --epochs 15 --seeds 3 --resolution-volumes 3
-    OMP_NUM_THREADS=1 python benchmarks/bench_inversion.py --case gan-mdn --scale 0.05 \\
-        --gan-images 512 --gan-epochs 30 --labelled 600 --mdn-epochs 300 --opt-iterations 10
+        --per-family 16 --seeds 3 --epochs 60 --width 256 --parts forward,resolution
+    OMP_NUM_THREADS=1 python benchmarks/bench_inversion.py --case vae-regression --scale 0.05 \\
+        --bimodal-per-family 150 --inverse-seeds 3 --epochs 60 --width 256 --parts inverse
+    OMP_NUM_THREADS=1 python benchmarks/bench_inversion.py --case gan-mdn --scale 1 \\
+        --gan-images 5000 --channels 64,32,16,8 --labelled 5000 --opt-iterations 40
     # the paper's protocol (51^3, 8 900 volumes, 10 seeds; days on a CPU)
     python benchmarks/bench_inversion.py --case vae-regression --scale 1
     python benchmarks/bench_inversion.py --case gan-mdn --scale 1
