@@ -27,6 +27,14 @@ tracks, per epoch, the validation image term, the validation property log-likeli
 prior (Monte Carlo over fixed z0 draws, :func:`property_scores`) and a calibration score, and by
 default keeps the weights with the best property log-likelihood (``select="property"``).
 
+**Training the design density** (``prior_m_weight`` λ > 0). The β-ELBO trains the property head on
+z0 from the guide, which sees m; the aggregate posterior of z0 then drifts from N(0, I) and the
+design-time p(m | φ) loses calibration as training goes on. The optional term
+−λ Σ_{i∈L} w_i log (1/S) Σ_s p(m_i | z0_s, g(φ_i)), z0_s ~ N(0, I) (``prior_m_samples`` = S fresh
+draws per step), trains that density directly; on the full-size Case-1 grid λ = 4 brought the mean
+|P_model − P_sim| from 0.05–0.08 to 0.02–0.04 (``docs/results/pspgen_training.md`` § Session 5).
+λ = 0 (the default) is the paper's objective.
+
 **Calibration score.** For component j and nominal level α the central interval of the marginal
 p(m_j | φ) covers m_j iff |F_j(m_j) − ½| ≤ α/2, F_j the mixture CDF over the z0 draws (the PIT).
 A blocked entry (−∞) has the PIT uniform on [0, F_j(−∞)] (the point mass), so it counts with the
