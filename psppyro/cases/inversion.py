@@ -400,13 +400,11 @@ def _run_vae(proto, out, seed, progress, clock):
                     "epochs": len(hist["train"]), "best_epoch": hist["best_epoch"]}}
                 write_json_atomic(path, jsonable(cached))
             rows[label].append(cached["result"])
-    results["forward"] = {} if "forward" not in parts else {
-        label: {"runs": r,
-                "mape_mean": float(np.mean([v["mape"] for v in r])),
-                "mape_sd": float(np.std([v["mape"] for v in r], ddof=1)) if len(r) > 1 else None,
-                "r2_mean": float(np.mean([v["r2"] for v in r])),
-                "r2_sd": float(np.std([v["r2"] for v in r], ddof=1)) if len(r) > 1 else None}
-        for label, r in rows.items()}
+    results["forward"] = {}
+    for label, r in rows.items() if "forward" in parts else ():
+        entry = results["forward"][label] = {"runs": r}
+        for key in ("mape", "r2"):
+            entry[f"{key}_mean"], entry[f"{key}_sd"] = _mean_sd([v[key] for v in r])
 
     # inverse on the bimodal subset: Gaussian vs mixture prior, `inverse_seeds` trainings each
     if "inverse" in parts:

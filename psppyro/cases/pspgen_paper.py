@@ -102,7 +102,9 @@ afford the budget: its BO budget is capped at 400 simulations per box (evaluatio
 Data sets, trained models and every checked design are kept in ``out/data`` and ``out/models``:
 a run into the same folder reuses complete stores, resumes interrupted ones
 (``psppyro.data.generate``), reuses trained models (or resumes training from the newest
-checkpoint, written every 5 % of the epochs) and reuses each design with its true-simulation check
+checkpoint, written every 5 % of the epochs; ``<variant>_train.json`` records the training
+settings, and a model or checkpoints made with other settings are refused before any work) and
+reuses each design with its true-simulation check
 (``<variant>_design_<box>_<method>.json``, valid while the model file's SHA-256, the method's
 options and the seeds match), so an interrupted run loses at most the design in progress. The
 baselines are
@@ -261,15 +263,45 @@ def _split(ds, proto, seed):
     return split(ds, (1 - f, f), seed=_s(seed, 3))
 
 
+_TRAIN_KEYS = ("presets", "scale", "validation_fraction", "beta", "architecture", "train_epochs",
+               "batch_size", "lr", "lr_patience", "patience", "lr_factor", "prior_m_weight")
+
+
+def _train_settings(proto, variant_dz1, seed):
+    """What a trained model (and its checkpoints) in ``out/models`` is made with."""
+    return jsonable({**{k: proto.get(k) for k in _TRAIN_KEYS}, "d_z1": variant_dz1, "seed": seed})
+
+
+def _check_trained(folder, label, settings):
+    """Refuse a model or checkpoints in ``folder`` trained with other settings (``ValueError``);
+    models saved before ``<label>_train.json`` existed are reused as they are."""
+    path = folder / f"{label}_train.json"
+    if not path.is_file():
+        return
+    try:
+        saved = json.loads(path.read_text())
+    except ValueError:
+        saved = None
+    if saved != settings:
+        diff = (sorted(k for k in settings if saved.get(k) != settings[k])
+                if isinstance(saved, dict) else ["unreadable"])
+        raise ValueError(f"{folder / label}.pt and its checkpoints were trained with other "
+                         f"settings ({', '.join(diff)}; see {path.name}): use another --out or "
+                         "delete them")
+
+
 def _train(ds, variant_dz1, proto, folder, label, seed, progress):
     from psppyro.models import PSPGen
 
     path = folder / f"{label}.pt"
     hist_path = folder / f"{label}_history.json"
+    settings = _train_settings(proto, variant_dz1, seed)
+    _check_trained(folder, label, settings)
     if path.is_file():
         gen = PSPGen.load(path)
         history = json.loads(hist_path.read_text()) if hist_path.is_file() else {}
         return gen, history, True
+    write_json_atomic(folder / f"{label}_train.json", settings)  # covers the checkpoints too
     train, val = _split(ds, proto, seed)
     gen = PSPGen.from_dataset(ds, d_z1=variant_dz1, beta=proto["beta"],
                              architecture=proto["architecture"], seed=_s(seed, 4))
@@ -714,6 +746,9 @@ def run(name: str, *, scale: float, out, seed: int = 0, progress: bool = True,
     paper = paper_reference(spec["paper"])
     targets = list(boxes)
     chosen = {v: i for i, v in enumerate(proto["variants"]) if variants is None or v in variants}
+    for label, v in chosen.items():  # stale models are refused before the data are touched
+        _check_trained(out / "models", label,
+                       _train_settings(proto, proto["variants"][label], _s(seed, 30, v)))
     n_stages = 3 + 4 * len(chosen) + int(competitor) + int(bayesopt)
     bar = tqdm(total=n_stages, desc=name, disable=not progress, unit="stage")
 

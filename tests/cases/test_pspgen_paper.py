@@ -82,8 +82,21 @@ def test_case3_tiny_end_to_end(tmp_path):
     proto = protocol("pspgen-paper-case3", 0.004)
     ds, p = pspgen_paper._dataset("pspgen-paper-case3-train", 0.004, out / "data", progress=False)
     assert ds.sizes["sample"] == 10
-    _, _, reused = pspgen_paper._train(ds, None, proto, out / "models", "dz1_default", 0, False)
+    seed_t = pspgen_paper._s(0, 30, 0)  # the harness's training seed of variant 0
+    _, _, reused = pspgen_paper._train(ds, None, proto, out / "models", "dz1_default", seed_t,
+                                       False)
     assert reused is True
+    # a model trained with other settings is refused, not silently reused
+    with pytest.raises(ValueError, match="other settings.*prior_m_weight"):
+        pspgen_paper._train(ds, None, dict(proto, prior_m_weight=1.0), out / "models",
+                            "dz1_default", seed_t, False)
+    with pytest.raises(ValueError, match="other settings.*seed"):
+        pspgen_paper._train(ds, None, proto, out / "models", "dz1_default", seed_t + 1, False)
+    # ... and the CLI says so in one line before touching the data
+    record = out / "models" / "dz1_default_train.json"
+    record.write_text(json.dumps(dict(json.loads(record.read_text()), beta=3.0)))
+    assert main(["benchmark", "pspgen-paper-case3", "--scale", "0.004", "--out", str(out),
+                 "--no-progress"]) != 0
     from psppyro.cases._common import StageClock
     from psppyro.design import paper_targets
     from psppyro.process import preset
