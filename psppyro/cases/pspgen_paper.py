@@ -22,6 +22,10 @@ early stopping              none (500 epochs)               after max(10, round(
                                                             log p(m | φ) (the weights kept are
                                                             the best epoch's; by then the lr has
                                                             dropped ≥ 5 times: 1e-3 → ≤ 4e-6)
+design density              (the β-ELBO only)               plus −4 log p(m | φ), z0 ~ N(0, I)
+                                                            (``prior_m_weight`` = 4: calibrates
+                                                            the p(m | φ) design reads, see
+                                                            :meth:`PSPGen.fit`)
 latent sizes                d_z0 ≈ 5 % of the pixels,       same (``PSPGen.from_dataset``)
                             d_z1 = #PCs for 90 % variance
 networks                    appendix-A widths               same (``architecture="paper"``:
@@ -221,7 +225,7 @@ def protocol(name: str, scale: float = 1.0) -> dict:
         "lr_patience": max(5, round(20 * s)),
         "patience": max(10, round(100 * s)),
         "lr_factor": 1.0 / 3.0,
-        "prior_m_weight": 0.0,  # the paper's objective; see PSPGen.fit
+        "prior_m_weight": 4.0,  # 0 is the paper's objective; see PSPGen.fit
         "sga": {"num_z": max(200, round(50_000 * s)), "batch_size": 100, "lr": 0.2,
                 "decay": 4.0, "patience": 2, "epochs": 20 if s >= 0.05 else 5},
         "nuts": {"num_samples": max(5, round(500 * s)), "warmup_steps": max(5, round(500 * s)),
@@ -312,7 +316,7 @@ def _train(ds, variant_dz1, proto, folder, label, seed, progress):
         patience=proto["patience"], lr_patience=proto["lr_patience"],
         lr_factor=proto["lr_factor"], checkpoint_dir=str(ckpt),
         checkpoint_every=max(1, proto["train_epochs"] // 20), resume=resume,
-        seed=_s(seed, 5), progress=progress, prior_m_weight=proto.get("prior_m_weight", 0.0),
+        seed=_s(seed, 5), progress=progress, prior_m_weight=proto["prior_m_weight"],
     )
     gen.save(path)
     hist_path.write_text(json.dumps(jsonable(history), allow_nan=True))
