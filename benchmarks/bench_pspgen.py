@@ -38,7 +38,10 @@ stand-in: the cost does not depend on the values) with the paper's sizes (d_z0 =
 projected to 500 epochs, for the working tree and for ``--baseline-rev`` (default ``c000bd0``,
 the main before issue 11), each in its own subprocess on the same machine in the same run, so the
 ratio is meaningful even on a loaded machine. The baseline's source comes from ``git archive``
-(nothing in the working tree changes)::
+(nothing in the working tree changes). Then the case harness's configuration on 9 000 triads
+(``architecture="paper"``, d_z1 = 12, ``prior_m_weight`` 0 and 4) and its floor: the three image
+networks alone (forward, backward and fused Adam of the x-encoders and the x-decoder, the GEMMs
+that no removal of overhead can avoid at batch 50)::
 
     python benchmarks/bench_pspgen.py --speed --speed-epochs 2 --threads 1
 
@@ -184,16 +187,52 @@ import json, sys, time, torch
 torch.set_num_threads(int(sys.argv[4]))
 sys.path.insert(0, sys.argv[1])
 from psppyro.models import PSPGen
-n, epochs = int(sys.argv[2]), int(sys.argv[3])
+n, epochs, arch, lam = int(sys.argv[2]), int(sys.argv[3]), sys.argv[5], float(sys.argv[6])
 g = torch.Generator().manual_seed(0)
 phi = torch.stack([1 + 8 * torch.rand(n, generator=g), 0.2 + 1.8 * torch.rand(n, generator=g)], -1)
 x = (torch.rand(n, 36, 36, generator=g) < 0.6).float()
 m = torch.randn(n, 2, generator=g) - 7
-gen = PSPGen(2, (36, 36), 2, d_z0=65, d_z1=21, phi_bounds=[[1, 9], [0.2, 2]])
+if arch == "mlp":  # the issue-11 baseline's configuration (the baseline has no other)
+    gen = PSPGen(2, (36, 36), 2, d_z0=65, d_z1=21, phi_bounds=[[1, 9], [0.2, 2]])
+    kw = {}
+else:  # the case harness's: appendix-A widths, d_z1 = 12 (Case 1's PCA rule)
+    gen = PSPGen(2, (36, 36), 2, d_z0=65, d_z1=12, phi_bounds=[[1, 9], [0.2, 2]],
+                 architecture=arch, percolation=False)
+    kw = {"prior_m_weight": lam}
 t = time.perf_counter()
-h = gen.fit((phi, x, m), epochs=epochs, batch_size=50, progress=False, patience=10 * epochs)
+h = gen.fit((phi, x, m), epochs=epochs, batch_size=50, progress=False, patience=10 * epochs, **kw)
 wall = time.perf_counter() - t
 print(json.dumps({"n": n, "epochs": epochs, "wall": wall}))
+"""
+
+# The GEMM-bound part of a harness step alone: the three image networks of
+# architecture="paper" (x-encoder on the 50 rows, x-only encoder on the 10 m-hidden copies,
+# x-decoder on all 60), the Bernoulli image term and a fused Adam over their parameters. Time per
+# step, measured the same way as a full epoch: what no overhead removal can go below at batch 50.
+_FLOOR_CODE = r"""
+import json, sys, time, torch
+torch.set_num_threads(int(sys.argv[2]))
+sys.path.insert(0, sys.argv[1])
+from psppyro.models import PSPGen
+gen = PSPGen(2, (36, 36), 2, d_z0=65, d_z1=12, architecture="paper", percolation=False)
+nets = (gen.enc_x, gen.enc_u_x, gen.decoder_x)
+opt = torch.optim.Adam([p for net in nets for p in net.parameters()], fused=True)
+x = (torch.rand(50, 36 * 36, generator=torch.Generator().manual_seed(0)) < 0.6).float()
+def step():
+    h = torch.cat([gen.enc_x(x), gen.enc_u_x(x[:10])])
+    h = torch.cat([h, h[:, :12]], -1)  # (z0, z1): 77 inputs as in the model
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(
+        gen.decoder_x(h), torch.cat([x, x[:10]]), reduction="sum")
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+for _ in range(20):
+    step()
+k = int(sys.argv[3])
+t = time.perf_counter()
+for _ in range(k):
+    step()
+print(json.dumps({"step": (time.perf_counter() - t) / k}))
 """
 
 
@@ -211,12 +250,12 @@ def _source_tree(rev, folder):
     return folder
 
 
-def _time_fit(src, n, epochs, threads):
+def _run_json(code, *args):
     import json
     import subprocess
 
-    out = subprocess.run([sys.executable, "-c", _TIMING_CODE, src, str(n), str(epochs),
-                          str(threads)], check=True, capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-c", code, *map(str, args)], check=True,
+                         capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -231,18 +270,29 @@ def speed(baseline_rev, epochs, threads, sizes=(2000, 9000)):
             trees[f"baseline {baseline_rev}"] = _source_tree(baseline_rev, tmp)
         for n in sizes:
             for label, src in trees.items():
-                r = _time_fit(src, n, epochs, threads)
-                rows.append((label, n, r["wall"] / r["epochs"]))
-    print(f"Speed: batch 50, 36^2, d_z0 = 65, d_z1 = 21, {epochs} epoch(s) timed, {threads} "
-          f"thread(s); loaded machine: compare rows of the same run")
-    print(f"   {'code':<22} {'triads':>7} {'s/epoch':>9} {'500 epochs, min':>16}")
-    for label, n, per in rows:
-        print(f"   {label:<22} {n:>7} {per:>9.2f} {per * 500 / 60:>16.1f}")
+                r = _run_json(_TIMING_CODE, src, n, epochs, threads, "mlp", 0.0)
+                rows.append((label, "mlp", n, r["wall"] / r["epochs"]))
+        n = max(sizes)
+        for lam in (0.0, 4.0):
+            r = _run_json(_TIMING_CODE, ROOT, n, epochs, threads, "paper", lam)
+            rows.append(("working tree", f"paper, λ = {lam:g}", n, r["wall"] / r["epochs"]))
+        floor = _run_json(_FLOOR_CODE, ROOT, threads, 200)["step"]
+        rows.append(("image networks only", "paper", n, floor * math.ceil(n / 50)))
+    print(f"Speed: batch 50, 36^2, d_z0 = 65 (mlp: d_z1 = 21; paper: d_z1 = 12, λ = "
+          f"prior_m_weight), {epochs} epoch(s) timed, {threads} thread(s); loaded machine: "
+          "compare rows of the same run")
+    print(f"   {'code':<22} {'architecture':<15} {'triads':>7} {'s/epoch':>9} "
+          f"{'500 epochs, min':>16}")
+    for label, arch, n, per in rows:
+        print(f"   {label:<22} {arch:<15} {n:>7} {per:>9.2f} {per * 500 / 60:>16.1f}")
+    print(f"   image networks only = forward + backward + fused Adam of the x-encoders and "
+          f"x-decoder, {floor * 1e3:.1f} ms per step (no validation): the GEMM-bound floor of "
+          "a paper step at batch 50")
     if baseline_rev:
         for n in sizes:
-            new = [p for lab, k, p in rows if k == n and lab == "working tree"][0]
-            old = [p for lab, k, p in rows if k == n and lab != "working tree"][0]
-            print(f"   speed-up at {n} triads: {old / new:.2f}x")
+            new = [p for lab, a, k, p in rows if k == n and lab == "working tree" and a == "mlp"]
+            old = [p for lab, a, k, p in rows if k == n and lab.startswith("baseline")]
+            print(f"   speed-up at {n} triads (mlp): {old[0] / new[0]:.2f}x")
     return rows
 
 
