@@ -23,11 +23,20 @@ low = [−10, −7]² and high = [−7, −4]² (paper: PSP-GEN 19.2 % / competi
 14.2 % (high)). There is no reference optimum.
 
 Sizes at ``scale`` s (1 = the paper's protocol): training set ``round(10 000 s)`` triads (the
-Case 1 / Case 5 training presets), PSP-GEN ``max(2, 500 s)`` epochs and SGA with
-``max(500, 50 000 s)`` z draws, SV-MOGP ``max(5, 200 s)`` epochs with ``max(8, 128 s)`` inducing
-points, the flow on ``max(1000, 20 000 s)`` chain pairs for ``max(3, 100 s)`` epochs, BO with a
-budget equal to the training-set size in evaluations of ``max(10, 50 s)`` simulations, and
-``max(20, 1000 s)`` evaluation simulations per design.
+Case 1 / Case 5 training presets); PSP-GEN trained exactly as in Cases 1/3
+(:mod:`psppyro.cases.pspgen_paper`: the appendix-A widths, a 90/10 split, ``max(2, 500 s)``
+epochs with the weights of the best validation log p(m | φ), ``prior_m_weight`` = 4) and
+designed by SGA with ``max(500, 50 000 s)`` z draws; the competitor on the same 90 % (SV-MOGP
+``max(5, 200 s)`` epochs with ``max(8, 128 s)`` inducing points, the flow on
+``max(1000, 20 000 s)`` chain pairs for ``max(3, 100 s)`` epochs); BO with a budget equal to the
+training-set size in evaluations of ``max(10, 50 s)`` simulations; ``max(20, 1000 s)``
+evaluation simulations per design.
+
+**Resuming.** The data set is kept in ``out/data``; the competitor, the PSP-GEN model (with
+its checkpoints and ``pspgen_train.json``), each checked design, each BO run and the simulated
+heat map in ``out/models``, each reused only under the settings it was made with (the caches of
+:mod:`psppyro.cases.pspgen_paper`). A run into the same folder therefore repeats nothing that
+finished, and a model trained with other settings is refused before any work.
 
 **Heat maps (Figure-3 style, ``fig3.png``).** P(m ∈ M_d | φ) on a G × G grid — by simulation
 (``per_phi`` microstructures per point, the same ones for every target), as PSP-GEN predicts it
@@ -47,14 +56,20 @@ from __future__ import annotations
 import json
 import math
 import time
-import warnings
 
 import numpy as np
 import torch
 
 from .._random import derive_seed
 from .._validation import check_seed
-from ._common import check_run_args, jsonable
+from ._common import (
+    StageClock,
+    check_run_args,
+    check_scale,
+    jsonable,
+    read_cache,
+    write_json_atomic,
+)
 
 __all__ = ["CASE_SPECS", "CASE2_BOX", "FLOW_ARCHITECTURE", "competitor_design",
            "design_competitor", "load_competitor", "protocol", "results_markdown", "run",
@@ -95,28 +110,35 @@ def protocol(name: str, scale: float = 1.0) -> dict:
     Example::
 
         >>> p = protocol("pspgen-paper-case5", 0.1)
-        >>> p["bo"]["sims_per_eval"], p["eval_samples"], p["psp_gen"]["epochs"]
+        >>> p["bayesopt"]["sims_per_eval"], p["eval_samples"], p["psp_gen"]["train_epochs"]
         (10, 100, 50)
     """
+    from .pspgen_paper import _training_protocol
+
     if not isinstance(name, str) or name not in CASE_SPECS:
         raise ValueError(f"name must be one of {list(CASE_SPECS)}, got {name!r}")
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not (
-        math.isfinite(scale) and 0 < scale <= 1
-    ):
-        raise ValueError(f"scale must be in (0, 1], got {scale!r}")
-    s = float(scale)
+    s = check_scale(scale)
+    spec = CASE_SPECS[name]
+    evals = max(20, round(1000 * s))
+    region = ({"low": list(CASE2_BOX[0]), "high": list(CASE2_BOX[1])}
+              if name == "pspgen-paper-case2" else None)
     return {
         "case": name,
         "scale": s,
-        "psp_gen": {"epochs": max(2, round(500 * s)), "batch_size": 50, "beta": 2.0,
+        "eval_samples": evals,
+        # PSP-GEN: trained and designed as in Cases 1/3 (psppyro.cases.pspgen_paper), SGA only
+        "psp_gen": {"presets": {"train": spec["train"], "removed_region": region}, "scale": s,
+                    **_training_protocol(s),
                     "sga": {"num_z": max(500, round(50_000 * s)), "batch_size": 100,
-                            "epochs": 20, "lr": 0.2}},
-        "gp": {"epochs": max(5, round(200 * s)), "num_inducing": max(8, round(128 * s)),
-               "batch_size": 256, "lr": 0.01 if s >= 0.5 else 0.05},
-        "flow": {"num_pairs": max(1000, round(20_000 * s)), "epochs": max(3, round(100 * s)),
-                 "num_candidates": max(512, round(4096 * s))},
-        "bo": {"sims_per_eval": max(10, round(50 * s))},
-        "eval_samples": max(20, round(1000 * s)),
+                            "lr": 0.2, "decay": 4.0, "patience": 2, "epochs": 20},
+                    "num_eval_samples": 2000, "eval_samples": evals},
+        "competitor": {"gp_epochs": max(5, round(200 * s)), "num_inducing": max(8, round(128 * s)),
+                       "gp_batch_size": 256, "gp_lr": 0.01 if s >= 0.5 else 0.05,
+                       "num_pairs": max(1000, round(20_000 * s)),
+                       "flow_epochs": max(3, round(100 * s)),
+                       "num_candidates": max(512, round(4096 * s)), "eval_samples": evals},
+        "bayesopt": {"budget_cap": None, "sims_per_eval": max(10, round(50 * s)),
+                     "num_restarts": 8, "raw_samples": 256, "eval_samples": evals},
         "heatmap": {"grid": max(8, round(20 * math.sqrt(s))) if s >= 0.02 else 4,
                     "per_phi": max(20, round(500 * s)),
                     "model_samples": max(200, round(2000 * s))},
@@ -365,16 +387,20 @@ def run(name: str, *, scale: float, out, seed: int = 0, progress: bool = True) -
     Args:
         name: ``"pspgen-paper-case2"`` or ``"pspgen-paper-case5"``.
         scale: in (0, 1]; 1 is the paper's protocol (:func:`protocol`).
-        out: output folder (created; its parent must exist); the data set in it is reused.
+        out: output folder (created; its parent must exist). The data set (``out/data``), the
+            trained models, the checked designs, BO and the simulated heat map (``out/models``)
+            in it are reused when their settings match, so an interrupted run resumes.
         seed: non-negative int. progress: tqdm bars.
 
     Returns:
         dict: ``protocol``, ``targets``, ``train_size``, per target ``designs`` (``psp_gen``,
         ``competitor``, ``bo``, ``reference`` with φ, P ± s.e. by simulation and the model's P̂),
-        ``bo_trace``, ``chain``, ``paper`` and ``wall_times``.
+        ``bo_trace``, ``chain``, ``psp_gen`` (its training), ``paper`` and ``wall_times``.
 
     Raises:
-        ValueError / TypeError: unknown case, scale outside (0, 1], bad seed or ``out``.
+        ValueError / TypeError: unknown case, scale outside (0, 1], bad seed or ``out``, a model
+        in ``out/models`` trained with other settings — before any work.
+        ImportError: BoTorch missing (before any work).
 
     Example::
 
@@ -385,36 +411,36 @@ def run(name: str, *, scale: float, out, seed: int = 0, progress: bool = True) -
     """
     proto = protocol(name, scale)
     scale, out, seed = check_run_args(scale, out, seed, progress)
-    from ..data import dataset_preset
-    from ..design import DesignWarning, evaluate, infer_design
-    from ..design.bayesopt import bayesopt_design
-    from ..models import PSPGen
+    from ..design import evaluate
+    from ..design.bayesopt import _botorch
     from ..process import preset as process_preset
+    from . import pspgen_paper as pp
 
+    _botorch()  # ImportError with the install hint before any work
     spec = CASE_SPECS[name]
-    out.mkdir(exist_ok=True)
-    walls: dict[str, float] = {}
-
-    def clock(stage, t0):
-        walls[stage] = walls.get(stage, 0.0) + time.perf_counter() - t0
-
     targets, paper = _targets(name)
+    pproto = proto["psp_gen"]
+    label, pseed = "pspgen", _s(seed, 11)
+    models = out / "models"
+    # d_z1 (= the competitor's number of PCs) is known only after the competitor; the rest of a
+    # stale model's settings is refused here, before any data work
+    pp._check_trained(models, label, pp._train_settings(pproto, None, pseed), ignore=("d_z1",))
+    out.mkdir(exist_ok=True)
+    (out / "data").mkdir(exist_ok=True)
+    models.mkdir(exist_ok=True)
+    clock = StageClock()
     process = process_preset(spec["process"])
     props = spec["properties"]
 
-    t0 = time.perf_counter()
-    preset = dataset_preset(spec["train"], scale=proto["scale"])
-    ds = preset.generate(out / f"{spec['train']}-s{proto['scale']:g}.zarr", workers=1,
-                         progress=progress)
-    clock("data", t0)
+    with clock("data"):
+        ds, _ = pp._dataset(spec["train"], scale, out / "data", progress=progress)
     n_generated = int(ds.sizes["sample"])
     m_all = torch.as_tensor(np.asarray(ds["m"].values), dtype=torch.float64)
     keep = torch.isfinite(m_all).all(-1)
     region = None
     if name == "pspgen-paper-case2":
-        box = targets["Md"]
-        inside = box.contains(m_all)
-        region = {"low": list(CASE2_BOX[0]), "high": list(CASE2_BOX[1]),
+        inside = targets["Md"].contains(m_all)
+        region = {**pproto["presets"]["removed_region"],
                   "train_fraction_inside_removed": float(inside.double().mean())}
         keep &= ~inside
     train = ds.isel(sample=np.flatnonzero(keep.numpy()))
@@ -422,59 +448,43 @@ def run(name: str, *, scale: float, out, seed: int = 0, progress: bool = True) -
     if n_train < 4:
         raise ValueError(f"scale={scale} leaves {n_train} training triads; use a larger scale")
 
-    # -- competitor
-    t0 = time.perf_counter()
-    comp = competitor_design(
-        train, targets, phi_bounds=process.phi_bounds, gp_epochs=proto["gp"]["epochs"],
-        num_inducing=proto["gp"]["num_inducing"], gp_batch_size=proto["gp"]["batch_size"],
-        gp_lr=proto["gp"]["lr"], num_pairs=proto["flow"]["num_pairs"],
-        flow_epochs=proto["flow"]["epochs"], num_candidates=proto["flow"]["num_candidates"],
-        seed=_s(seed, 10), progress=progress)
-    clock("competitor", t0)
-    d_pc = comp["chain"].d_pc
+    # The competitor on PSP-GEN's training split (the validation part is unused), as in Cases 1/3
+    tr, val = pp._split(train, pproto, pseed)
+    if int(val.sizes["sample"]) == 0:
+        raise ValueError(f"scale={scale} leaves no validation triads (the 10 % split is by whole "
+                         "φ groups); use a larger scale")
+    comp = pp._competitor_stage(tr, val, targets, process, props, proto, models, _s(seed, 10),
+                                clock, progress)
+    d_pc = int(comp["chain"]["n_components"])
+    with clock("psp_gen: train"):
+        gen, history, _ = pp._train(train, d_pc, pproto, models, label, pseed, progress)
+    sga, sga_eval, _ = pp._checked_designs(gen, label, 0, targets, pproto, models, seed, process,
+                                           props, clock, progress, methods=("sga",))
+    budget = max(2 * proto["bayesopt"]["sims_per_eval"], n_train)
+    bo = pp._bayesopt_stage(targets, process, props, proto, budget, models, _s(seed, 14), clock,
+                            progress)
+    designs = {}
+    with clock("reference: fresh simulations"):
+        for i, t in enumerate(targets):
+            designs[t] = {
+                "psp_gen": {"phi": sga[t]["sga"]["phi_star"], **sga_eval[t]["sga"],
+                            "p_model": sga[t]["sga"]["p_model"]},
+                "competitor": {k: comp["designs"][t][k]
+                               for k in ("phi", "p_sim", "p_sim_se", "p_model")},
+                "bo": {k: bo[t][k] for k in ("phi", "p_sim", "p_sim_se", "p_model",
+                                             "simulations")},
+            }
+            if paper is not None and paper[t]["phi_ref"] is not None:
+                phi = torch.tensor(paper[t]["phi_ref"], dtype=torch.float64)
+                p, se = evaluate(phi.to(process.phi_bounds), process, props, targets[t],
+                                 num_samples=proto["eval_samples"], seed=_s(seed, 15, i, 3))
+                designs[t]["reference"] = {"phi": [float(v) for v in phi], "p_sim": float(p),
+                                           "p_sim_se": float(se), "p_model": None}
 
-    # -- PSP-GEN (d_z1 = the competitor's number of PCs, as in the paper)
-    t0 = time.perf_counter()
-    gen = PSPGen.from_dataset(train, d_z1=d_pc, beta=proto["psp_gen"]["beta"], seed=_s(seed, 11))
-    gen.fit(train, epochs=proto["psp_gen"]["epochs"], batch_size=proto["psp_gen"]["batch_size"],
-            patience=proto["psp_gen"]["epochs"], seed=_s(seed, 12), progress=progress)
-    clock("psp_gen_train", t0)
-    designs, bo_traces = {}, {}
-    for i, (tname, box) in enumerate(targets.items()):
-        t0 = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DesignWarning)
-            res = infer_design(gen, box, "sga", seed=_s(seed, 13, i), progress=progress,
-                               num_eval_samples=2000, **proto["psp_gen"]["sga"])
-        clock("psp_gen_design", t0)
-        t0 = time.perf_counter()
-        bo = bayesopt_design(box, process=process, properties=props,
-                             budget=max(2 * proto["bo"]["sims_per_eval"], n_train),
-                             sims_per_eval=proto["bo"]["sims_per_eval"], seed=_s(seed, 14, i),
-                             progress=progress)
-        clock("bo", t0)
-        bo_traces[tname] = bo.trace
-        rows = {
-            "psp_gen": (res.phi_star.double(), res.probability),
-            "competitor": (comp["designs"][tname].phi, comp["p_model"][tname]),
-            "bo": (bo.phi, bo.trace[-1]["posterior_mean"]),
-        }
-        if paper is not None and paper[tname]["phi_ref"] is not None:
-            rows["reference"] = (torch.tensor(paper[tname]["phi_ref"], dtype=torch.float64), None)
-        t0 = time.perf_counter()
-        designs[tname] = {}
-        for j, (method, (phi, p_model)) in enumerate(rows.items()):
-            p, se = evaluate(phi.to(process.phi_bounds), process, props, box,
-                             num_samples=proto["eval_samples"], seed=_s(seed, 15, i, j))
-            designs[tname][method] = {"phi": [float(v) for v in phi], "p_sim": float(p),
-                                      "p_sim_se": float(se), "p_model": p_model}
-        designs[tname]["bo"]["simulations"] = bo.simulations
-        clock("evaluation", t0)
-
-    t0 = time.perf_counter()
-    heat = _heatmaps(targets, process, props, gen, comp["chain"], designs, proto["heatmap"],
-                     _s(seed, 16))
-    clock("heatmap", t0)
+    with clock("heatmap"):
+        chain = load_competitor(models / "competitor.pt")["chain"]
+        heat = _heatmaps(targets, process, props, gen, chain, proto["heatmap"], _s(seed, 16),
+                         models / "heatmap_simulation.json")
 
     results = {
         "case": name,
@@ -486,11 +496,14 @@ def run(name: str, *, scale: float, out, seed: int = 0, progress: bool = True) -
         "generated": n_generated,
         "train_size": n_train,
         "designs": designs,
-        "bo_trace": bo_traces,
-        "chain": comp["chain"].describe(),
+        "bo_trace": {t: bo[t]["trace"] for t in targets},
+        "chain": comp["chain"],
         "competitor_timings": comp["timings"],
+        "psp_gen": {"d_z0": int(gen.d_z0), "d_z1": int(gen.d_z1),
+                    "best_epoch": history.get("best_epoch"),
+                    "epochs_run": len(history.get("train_loss", []))},
         "paper": paper,
-        "wall_times": walls,
+        "wall_times": dict(clock.stages),
     }
     results = jsonable(results)
     (out / "results.json").write_text(json.dumps(results, indent=1))
@@ -511,10 +524,10 @@ def _heatmap_phi(process, a, b):
                      -1)
 
 
-def _heatmaps(targets, process, props, gen, chain, designs, opts, seed):
+def _heatmaps(targets, process, props, gen, chain, opts, seed, cache):
     """P(m ∈ M_d | φ) on a grid of the heat-map plane (:func:`_heatmap_phi`) by simulation
-    (``per_phi`` microstructures per point, shared by all targets) and as PSP-GEN and the
-    competitor predict it."""
+    (``per_phi`` microstructures per point, shared by all targets; cached in the JSON file
+    ``cache`` under its settings) and as PSP-GEN and the competitor predict it."""
     from ..design import estimate_objective
     from ..design.evaluate import simulate_properties
 
@@ -525,14 +538,24 @@ def _heatmaps(targets, process, props, gen, chain, designs, opts, seed):
                             dtype=torch.float64)
     A, B = torch.meshgrid(a_axis, b_axis, indexing="xy")  # (grid_b, grid_a)
     phi = _heatmap_phi(process, A.reshape(-1), B.reshape(-1))
-    sims = [torch.as_tensor(simulate_properties(p.to(process.phi_bounds), process, props,
-                                                opts["per_phi"], seed=_s(seed, 0, i)))
-            for i, p in enumerate(phi)]
+    settings = {"grid": opts["grid"], "per_phi": opts["per_phi"], "seed": seed,
+                "phi_bounds": process.phi_bounds.tolist(), "properties": props,
+                "targets": {t: [box.low.tolist(), box.high.tolist()] for t, box in
+                            targets.items()}}
+    cached = read_cache(cache, settings)
+    if cached is None:
+        sims = [torch.as_tensor(simulate_properties(p.to(process.phi_bounds), process, props,
+                                                    opts["per_phi"], seed=_s(seed, 0, i)))
+                for i, p in enumerate(phi)]
+        cached = {"settings": settings, "maps": {
+            t: torch.stack([box.contains(m.double()).double().mean() for m in sims]).tolist()
+            for t, box in targets.items()}}
+        write_json_atomic(cache, jsonable(cached))
     out = {"a": a_axis.tolist(), "b": b_axis.tolist(), "per_phi": opts["per_phi"],
            "plane": "(phi1, phi2)" if b.shape[0] == 2 else
            "all phi1_k = a, all phi2_k = b (diagonal of the 10-D box)", "maps": {}}
     for k, (t, box) in enumerate(targets.items()):
-        p_sim = torch.stack([box.contains(m.double()).double().mean() for m in sims])
+        p_sim = torch.tensor(cached["maps"][t], dtype=torch.float64)
         maps = {"simulation": p_sim.reshape(A.shape).tolist()}
         for j, (label, model) in enumerate((("psp_gen", gen), ("competitor", chain))):
             with torch.no_grad():
@@ -614,6 +637,10 @@ def results_markdown(results: dict) -> str:
             pm = "—" if r.get("p_model") is None else f"{r['p_model']:.3f}"
             lines.append(f"| {tname} | {method} | {_fmt(r['phi'])} | {r['p_sim']:.3f} ± "
                          f"{r['p_sim_se']:.3f} | {pm} | {'—' if pp is None else pp} |")
+    g = results.get("psp_gen")
+    if g:
+        lines += ["", f"PSP-GEN: d_z0 = {g['d_z0']}, d_z1 = {g['d_z1']}, best epoch "
+                  f"{g['best_epoch']} of {g['epochs_run']} run."]
     lines += ["", "| stage | wall time (s) |", "|---|---|"]
     lines += [f"| {k} | {v:.1f} |" for k, v in results["wall_times"].items()]
     return "\n".join(lines) + "\n"

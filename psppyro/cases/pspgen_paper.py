@@ -216,16 +216,7 @@ def protocol(name: str, scale: float = 1.0) -> dict:
         "presets": {k: spec[k] for k in ("train", "test", "reference")},
         "variants": dict(spec["variants"]),
         "reference_per_phi": max(20, round(500 * s)),
-        "validation_fraction": 0.1,
-        "beta": 2.0,
-        "architecture": "paper",
-        "train_epochs": max(2, round(500 * s)),
-        "batch_size": 50,
-        "lr": 1e-3,
-        "lr_patience": max(5, round(20 * s)),
-        "patience": max(10, round(100 * s)),
-        "lr_factor": 1.0 / 3.0,
-        "prior_m_weight": 4.0,  # 0 is the paper's objective; see PSPGen.fit
+        **_training_protocol(s),
         "sga": {"num_z": max(200, round(50_000 * s)), "batch_size": 100, "lr": 0.2,
                 "decay": 4.0, "patience": 2, "epochs": 20 if s >= 0.05 else 5},
         "nuts": {"num_samples": max(5, round(500 * s)), "warmup_steps": max(5, round(500 * s)),
@@ -246,6 +237,23 @@ def protocol(name: str, scale: float = 1.0) -> dict:
                      "sims_per_eval": max(10, round(spec["bo_sims_per_eval"] * s)),
                      "num_restarts": 8, "raw_samples": 256,
                      "eval_samples": max(20, round(spec["baseline_eval"] * s))},
+    }
+
+
+def _training_protocol(s):
+    """PSP-GEN's training settings at scale ``s`` (the module table); Cases 2 and 5
+    (:mod:`psppyro.cases.generale`) train with the same."""
+    return {
+        "validation_fraction": 0.1,
+        "beta": 2.0,
+        "architecture": "paper",
+        "train_epochs": max(2, round(500 * s)),
+        "batch_size": 50,
+        "lr": 1e-3,
+        "lr_patience": max(5, round(20 * s)),
+        "patience": max(10, round(100 * s)),
+        "lr_factor": 1.0 / 3.0,
+        "prior_m_weight": 4.0,  # 0 is the paper's objective; see PSPGen.fit
     }
 
 
@@ -276,9 +284,10 @@ def _train_settings(proto, variant_dz1, seed):
     return jsonable({**{k: proto.get(k) for k in _TRAIN_KEYS}, "d_z1": variant_dz1, "seed": seed})
 
 
-def _check_trained(folder, label, settings):
+def _check_trained(folder, label, settings, ignore=()):
     """Refuse a model or checkpoints in ``folder`` trained with other settings (``ValueError``);
-    models saved before ``<label>_train.json`` existed are reused as they are."""
+    models saved before ``<label>_train.json`` existed are reused as they are. Keys in
+    ``ignore`` are not compared (settings not known yet, checked again when training)."""
     path = folder / f"{label}_train.json"
     if not path.is_file():
         return
@@ -286,6 +295,9 @@ def _check_trained(folder, label, settings):
         saved = json.loads(path.read_text())
     except ValueError:
         saved = None
+    if isinstance(saved, dict):
+        saved = {k: v for k, v in saved.items() if k not in ignore}
+    settings = {k: v for k, v in settings.items() if k not in ignore}
     if saved != settings:
         diff = (sorted(k for k in settings if saved.get(k) != settings[k])
                 if isinstance(saved, dict) else ["unreadable"])
@@ -502,17 +514,19 @@ def _test_tensors(ds):
 
 
 def _checked_designs(gen, label, v, boxes, proto, folder, seed, process, properties, clock,
-                     progress):
-    """SGA / NUTS / SVI designs of variant ``v`` (model ``folder/<label>.pt``) per box, each
-    checked with ``eval_samples`` true simulations; every (box, method) cached in ``folder``
-    (module docstring). Returns (designs, evaluations, simulated m at each SGA design)."""
+                     progress, methods=_METHODS):
+    """The designs of variant ``v`` (model ``folder/<label>.pt``) per box and method (SGA, NUTS,
+    SVI), each checked with ``eval_samples`` true simulations; every (box, method) cached in
+    ``folder`` (module docstring). Returns (designs, evaluations, simulated m at each SGA
+    design)."""
     from psppyro.design import evaluate
 
     targets = list(boxes)
     designs, evaluations, eval_m = {t: {} for t in targets}, {t: {} for t in targets}, {}
     digest = _file_digest(folder / f"{label}.pt")
     for k, t in enumerate(targets):
-        for j, method in enumerate(_METHODS):
+        for method in methods:
+            j = _METHODS.index(method)  # the seeds do not depend on which methods run
             cache = folder / f"{label}_design_{t}_{method}.json"
             settings = {"model_sha256": digest, "method": method, "options": proto[method],
                         "num_eval_samples": proto["num_eval_samples"],
@@ -523,7 +537,7 @@ def _checked_designs(gen, label, v, boxes, proto, folder, seed, process, propert
             if cached is None:
                 with clock(f"design: {label} {method}"):
                     d = _design(gen, boxes[t], method, proto, settings["seeds"][0], progress)
-                with clock(f"evaluate: {label} ({len(targets) * len(_METHODS)} designs)"):
+                with clock(f"evaluate: {label} ({len(targets) * len(methods)} designs)"):
                     p, se, m = evaluate(torch.tensor(d["phi_star"]), process, properties,
                                         boxes[t], proto["eval_samples"],
                                         seed=settings["seeds"][1], return_samples=True)

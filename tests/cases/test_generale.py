@@ -19,7 +19,8 @@ def test_cases_are_registered():
 
 def test_protocol_scales_and_validates():
     full = protocol("pspgen-paper-case2", 1.0)
-    assert full["eval_samples"] == 1000 and full["flow"]["num_pairs"] == 20_000
+    assert full["eval_samples"] == 1000 and full["competitor"]["num_pairs"] == 20_000
+    assert full["psp_gen"]["train_epochs"] == 500 and full["psp_gen"]["prior_m_weight"] == 4.0
     assert protocol("pspgen-paper-case2", 0.001)["eval_samples"] == 20
     with pytest.raises(ValueError, match="scale"):
         protocol("pspgen-paper-case2", 1.5)
@@ -44,7 +45,7 @@ def test_competitor_design_on_toy_triads_targets_the_box():
 
 
 def test_case2_end_to_end_at_tiny_scale(tmp_path):
-    res = run("pspgen-paper-case2", scale=0.001, out=tmp_path / "c2", seed=0, progress=False)
+    res = run("pspgen-paper-case2", scale=0.002, out=tmp_path / "c2", seed=0, progress=False)
     rows = res["designs"]["Md"]
     assert set(rows) == {"psp_gen", "competitor", "bo", "reference"}
     assert rows["reference"]["phi"] == [9.0, 1.905]
@@ -63,6 +64,15 @@ def test_case2_end_to_end_at_tiny_scale(tmp_path):
         assert len(grid) == 4 and all(0.0 <= v <= 1.0 for row in grid for v in row)
     assert (tmp_path / "c2" / "fig3.png").stat().st_size > 1000
     assert "| Md | competitor |" in (tmp_path / "c2" / "results.md").read_text()
+    # a second run into the same folder reuses every stage and gives the same table
+    again = run("pspgen-paper-case2", scale=0.002, out=tmp_path / "c2", seed=0, progress=False)
+    assert again["designs"] == res["designs"] and again["heatmap"] == res["heatmap"]
+    assert "competitor: train + design" not in again["wall_times"]
+    # a model trained with other settings is refused before any work
+    record = tmp_path / "c2" / "models" / "pspgen_train.json"
+    record.write_text(record.read_text().replace('"prior_m_weight": 4.0', '"prior_m_weight": 1.0'))
+    with pytest.raises(ValueError, match="other settings.*prior_m_weight"):
+        run("pspgen-paper-case2", scale=0.002, out=tmp_path / "c2", seed=0, progress=False)
 
 
 def test_run_rejects_bad_arguments_before_work(tmp_path):
