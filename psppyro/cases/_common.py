@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import time
 from pathlib import Path
 
@@ -64,6 +65,50 @@ def check_run_args(scale, out, seed, progress) -> tuple[float, Path, int]:
     if not parent.is_dir():
         raise ValueError(f"out {str(out)!r}: the folder {str(parent)!r} does not exist")
     return scale, out, seed
+
+
+@contextlib.contextmanager
+def folder_lock(out: Path):
+    """Hold ``out`` for one run: a second run into the same folder while this one is alive gets a
+    ``ValueError`` at once (its caches would race: two trainings resuming the same checkpoints).
+
+    The lock is an ``flock`` on ``out/.lock``, released by the operating system when the
+    process ends however it ends, so a killed run never leaves a stale lock. Where ``fcntl`` is
+    missing (not POSIX) nothing is locked.
+
+    Example::
+
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as d, folder_lock(Path(d)):
+        ...     with folder_lock(Path(d)):
+        ...         pass
+        Traceback (most recent call last):
+        ...
+        ValueError: out ... is in use by another run (pid ...); wait for it to finish or use ...
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    out.mkdir(exist_ok=True)
+    handle = open(out / ".lock", "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        raise ValueError(f"out {str(out)!r} is in use by another run ({holder}); wait for it to "
+                         "finish or use another out folder") from None
+    try:
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        yield
+    finally:
+        handle.close()  # closing releases the flock
 
 
 class StageClock:

@@ -65,7 +65,7 @@ import torch
 
 from .._random import derive_seed
 from .._validation import check_choice
-from ._common import check_run_args, check_scale
+from ._common import check_run_args, check_scale, folder_lock
 
 __all__ = ["O1_BIAS", "O1_BOX_PAPER", "O2_TARGET", "PAPER", "PROPERTIES", "o1_box", "protocol",
            "run"]
@@ -299,6 +299,11 @@ def run(name: str, *, scale: float, out, seed: int = 0, progress: bool = True) -
     if name not in ("rixner-o1", "rixner-o2"):
         raise ValueError(f"name must be 'rixner-o1' or 'rixner-o2', got {name!r}")
     scale, out, seed = check_run_args(scale, out, seed, progress)
+    with folder_lock(out):  # one run per folder: its caches would race
+        return _run(name, scale, out, seed, progress)
+
+
+def _run(name, scale, out, seed, progress):
     out.mkdir(exist_ok=True)
     (out / "figures").mkdir(exist_ok=True)
     proto = protocol(name, scale)

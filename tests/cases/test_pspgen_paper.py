@@ -163,6 +163,23 @@ def test_stage_switches_checked_before_work(tmp_path, capsys):
     assert not (tmp_path / "a").exists()
 
 
+def test_a_folder_in_use_is_refused_at_once(tmp_path, capsys):
+    from psppyro.cases import generale, rixner
+    from psppyro.cases._common import folder_lock
+
+    out = tmp_path / "busy"
+    with folder_lock(out):  # another run holds the folder
+        for case, module in (("pspgen-paper-case1", pspgen_paper), ("pspgen-paper-case2", generale),
+                             ("rixner-o1", rixner)):
+            with pytest.raises(ValueError, match="in use by another run \\(pid"):
+                module.run(case, scale=0.01, out=out, progress=False)
+        assert main(["benchmark", "pspgen-paper-case1", "--out", str(out)]) == 2
+        assert "in use by another run" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == [".lock"]  # nothing was started
+    with folder_lock(out):  # released when the holder ends
+        pass
+
+
 def test_baseline_protocol():
     full = protocol("pspgen-paper-case1")
     assert full["competitor"]["gp_epochs"] == 40 and full["competitor"]["eval_samples"] == 1000
