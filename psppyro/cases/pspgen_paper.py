@@ -563,6 +563,34 @@ def _checked_designs(gen, label, v, boxes, proto, folder, seed, process, propert
     return designs, evaluations, eval_m
 
 
+def _paired_ratio(phi_prop, phi_ref, box, process, properties, n, seed, cache):
+    """p(φ_prop) / p(φ_ref) from ``n`` simulations at each φ drawn with the same seed (common
+    random numbers: the same noise fields, so nearby φ give nearly the same microstructures) and
+    its delta-method standard error from the paired indicators a_i, b_i,
+    se = sd(a − r b) / (√n · mean(b)). Two independent checks of 1 000 simulations each leave the
+    ratio a standard error of ≈ 0.04; pairing removes the shared part. Cached in ``cache``."""
+    from psppyro.design import evaluate
+
+    settings = {"phi_prop": [float(v) for v in phi_prop], "phi_ref": [float(v) for v in phi_ref],
+                "n": n, "seed": seed, "low": box.low.tolist(), "high": box.high.tolist()}
+    cached = read_cache(cache, settings)
+    if cached is not None:
+        return cached["result"]
+    hits = []
+    for phi in (phi_prop, phi_ref):
+        _, _, m = evaluate(torch.tensor(phi), process, properties, box, n, seed=seed,
+                           return_samples=True)
+        hits.append(box.contains(m.double()).double())
+    a, b = hits
+    pa, pb = float(a.mean()), float(b.mean())
+    r = pa / pb if pb > 0 else math.nan
+    se = float((a - r * b).std() / (math.sqrt(n) * pb)) if pb > 0 and n > 1 else math.nan
+    result = {"ratio_paired": r, "ratio_paired_se": se, "p_prop_paired": pa, "p_ref_paired": pb,
+              "paired_agreement": float((a == b).double().mean()), "paired_n": n}
+    write_json_atomic(cache, jsonable({"settings": settings, "result": result}))
+    return result
+
+
 def _file_digest(path):
     """SHA-256 of a file (the identity of a trained model in the design caches)."""
     import hashlib
@@ -849,11 +877,16 @@ def run(name: str, *, scale: float, out, seed: int = 0, progress: bool = True,
                     _fig5(out / f"fig5_{label}.png", gen, test, designs, targets, boxes, eval_m)
             bar.update(1)
             table = {}
-            for t in targets:
-                ps = evaluations[t]["sga"]["p_sim"]
-                pr = refs[t]["p_ref_fresh"]
-                table[t] = {"ratio_prop_ref": ps / pr if pr > 0 else math.nan,
-                            "goal_met": bool(pr > 0 and ps >= 0.97 * pr)}
+            with clock(f"goal check: {label} (paired simulations)"):
+                for k, t in enumerate(targets):
+                    ps = evaluations[t]["sga"]["p_sim"]
+                    pr = refs[t]["p_ref_fresh"]
+                    paired = _paired_ratio(designs[t]["sga"]["phi_star"], refs[t]["phi_ref"],
+                                           boxes[t], process, properties, proto["eval_samples"],
+                                           _s(seed, 21, k),
+                                           out / "models" / f"{label}_paired_{t}.json")
+                    table[t] = {"ratio_prop_ref": ps / pr if pr > 0 else math.nan, **paired,
+                                "goal_met": bool(paired["ratio_paired"] >= 0.97)}
             results["variants"][label] = {
                 "d_z1": int(gen.d_z1), "d_z0": int(gen.d_z0),
                 "model_config": jsonable(gen.config()) if hasattr(gen, "config") else {},
@@ -954,6 +987,13 @@ def _baselines_markdown(results, targets):
     return lines
 
 
+def _goal_cell(row):
+    r, se = row["ratio_paired"], row["ratio_paired_se"]
+    verdict = "met" if row["goal_met"] else (
+        "missed, within 2 s.e." if r + 2 * se >= 0.97 else "missed")
+    return f"{r:.3f} ± {se:.3f} {verdict}"
+
+
 def results_markdown(results: dict) -> str:
     """The Markdown report of :func:`run` (the paper's table layout, calibration, wall times).
 
@@ -1011,9 +1051,11 @@ def results_markdown(results: dict) -> str:
         lines.append("| p(φ_ref), fresh simulations | " + " | ".join(
             f"{refs[t]['p_ref_fresh']:.3f} ± {refs[t]['p_ref_fresh_se']:.3f}" for t in targets)
             + " |")
-        lines.append("| p(φ_prop) / p(φ_ref) (goal ≥ 0.97) | " + " | ".join(
-            f"{res['table'][t]['ratio_prop_ref']:.3f} "
-            f"{'met' if res['table'][t]['goal_met'] else 'missed'}" for t in targets) + " |")
+        lines.append("| p(φ_prop) / p(φ_ref), the two checks above | " + " | ".join(
+            f"{res['table'][t]['ratio_prop_ref']:.3f}" for t in targets) + " |")
+        if all("ratio_paired" in res["table"][t] for t in targets):
+            lines.append("| p(φ_prop) / p(φ_ref), paired simulations ± s.e. (goal ≥ 0.97) | "
+                         + " | ".join(_goal_cell(res["table"][t]) for t in targets) + " |")
         for other, text in ((comp and comp["designs"], "p(φ_comp) / p(φ_ref)"),
                             (bo, "p(φ_BO) / p(φ_ref)")):
             if other:

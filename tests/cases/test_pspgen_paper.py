@@ -60,7 +60,8 @@ def test_case3_tiny_end_to_end(tmp_path):
         assert 0.0 <= res["reference"][t]["p_ref_grid"] <= 1.0
     for row in ("φ_prop (SGA) / p (simulated)", "φ* NUTS", "φ* SVI", "φ_ref / p (reference grid)",
                 "paper φ_prop / p", "paper φ_ref / p", "paper φ_comp / p",
-                "p(φ_prop) / p(φ_ref) (goal ≥ 0.97)", "| total |", "| train: dz1_default |"):
+                "p(φ_prop) / p(φ_ref), paired simulations ± s.e. (goal ≥ 0.97)", "| total |",
+                "| train: dz1_default |"):
         assert row in text, row
     # the paper's Table 2 numbers are printed beside ours
     assert "(1.001, 1.999) / 0.812" in text
@@ -226,7 +227,8 @@ def test_results_markdown_marks_goal():
     res["variants"]["v"] = {
         "d_z0": 3, "d_z1": 2, "designs": {"L": {m: d for m in ("sga", "nuts", "svi")}},
         "evaluations": {"L": {m: e for m in ("sga", "nuts", "svi")}},
-        "table": {"L": {"ratio_prop_ref": 0.975, "goal_met": True}},
+        "table": {"L": {"ratio_prop_ref": 0.9, "ratio_paired": 0.975, "ratio_paired_se": 0.01,
+                        "goal_met": True}},
         "calibration": {"probability": {"L": {"mean_abs_error": 0.04, "max_abs_error": 0.1}},
                         "coverage90": [0.9], "oracle": {
                             "r2_mean_vs_oracle": [0.5], "r2_triads_model": [0.1],
@@ -234,7 +236,27 @@ def test_results_markdown_marks_goal():
                             "blocking_error_max": [0.0]},
                         "figure6_check": {"central90_both_components": 0.9, "num_test": 4}}}
     text = results_markdown(res)
-    assert "0.975 met" in text and "fig5_v.png" in text and "| total | 1.0 |" in text
+    assert "0.975 ± 0.010 met" in text and "fig5_v.png" in text and "| total | 1.0 |" in text
+    res["variants"]["v"]["table"]["L"].update(ratio_paired=0.95, goal_met=False)
+    assert "0.950 ± 0.010 missed, within 2 s.e." in results_markdown(res)
+
+
+def test_paired_ratio_uses_common_random_numbers(tmp_path):
+    from psppyro._doctest_fixtures import CoinProcess, white_fraction
+
+    box = Box([0.5], [1.5])  # P(m in box | φ) = φ for the coin process
+    cache = tmp_path / "paired.json"
+    same = pspgen_paper._paired_ratio([0.6], [0.6], box, CoinProcess(), white_fraction, 400, 3,
+                                      cache)
+    assert same["ratio_paired"] == 1.0 and same["ratio_paired_se"] == 0.0  # identical draws
+    assert same["paired_agreement"] == 1.0
+    near = pspgen_paper._paired_ratio([0.57], [0.6], box, CoinProcess(), white_fraction, 4000, 3,
+                                      tmp_path / "near.json")
+    # exact ratio 0.95; the paired s.e. is far below the ≈ 0.025 of two independent estimates
+    assert abs(near["ratio_paired"] - 0.95) < 4 * near["ratio_paired_se"]
+    assert near["ratio_paired_se"] < 0.01 and near["paired_agreement"] > 0.95
+    # cached under its settings
+    assert pspgen_paper._paired_ratio([0.6], [0.6], box, None, None, 400, 3, cache) == same
 
 
 # --------------------------------------------------------------------------- calibration
