@@ -33,7 +33,7 @@ design-time p(m | φ) loses calibration as training goes on. The optional term
 −λ Σ_{i∈L} w_i log (1/S) Σ_s p(m_i | z0_s, g(φ_i)), z0_s ~ N(0, I) (``prior_m_samples`` = S fresh
 draws per step), trains that density directly; on the full-size Case-1 grid λ = 4 brought the mean
 |P_model − P_sim| from 0.05–0.08 to 0.02–0.04 (``docs/results/pspgen_training.md`` § Session 5).
-λ = 0 (the default of :meth:`PSPGen.fit`) is the paper's objective; the case harness
+λ = 0 (the default of :meth:`psppyro.models.PSPGen.fit`) is the paper's objective; the case harness
 (:mod:`psppyro.cases.pspgen_paper`) trains with λ = 4.
 
 **Calibration score.** For component j and nominal level α the central interval of the marginal
