@@ -412,12 +412,18 @@ def run(name: str, *, scale: float, out, seed: int = 0, progress: bool = True) -
     """
     proto = protocol(name, scale)
     scale, out, seed = check_run_args(scale, out, seed, progress)
-    from ..design import evaluate
     from ..design.bayesopt import _botorch
+
+    _botorch()  # ImportError with the install hint before any work
+    with folder_lock(out):  # one run per folder: its caches would race
+        return _run(name, proto, scale, out, seed, progress)
+
+
+def _run(name, proto, scale, out, seed, progress):
+    from ..design import evaluate
     from ..process import preset as process_preset
     from . import pspgen_paper as pp
 
-    _botorch()  # ImportError with the install hint before any work
     spec = CASE_SPECS[name]
     targets, paper = _targets(name)
     pproto = proto["psp_gen"]
@@ -426,96 +432,95 @@ def run(name: str, *, scale: float, out, seed: int = 0, progress: bool = True) -
     # d_z1 (= the competitor's number of PCs) is known only after the competitor; the rest of a
     # stale model's settings is refused here, before any data work
     pp._check_trained(models, label, pp._train_settings(pproto, None, pseed), ignore=("d_z1",))
-    with folder_lock(out):  # one run per folder: its caches would race
-        out.mkdir(exist_ok=True)
-        (out / "data").mkdir(exist_ok=True)
-        models.mkdir(exist_ok=True)
-        clock = StageClock()
-        process = process_preset(spec["process"])
-        props = spec["properties"]
+    out.mkdir(exist_ok=True)
+    (out / "data").mkdir(exist_ok=True)
+    models.mkdir(exist_ok=True)
+    clock = StageClock()
+    process = process_preset(spec["process"])
+    props = spec["properties"]
 
-        with clock("data"):
-            ds, _ = pp._dataset(spec["train"], scale, out / "data", progress=progress)
-        n_generated = int(ds.sizes["sample"])
-        m_all = torch.as_tensor(np.asarray(ds["m"].values), dtype=torch.float64)
-        keep = torch.isfinite(m_all).all(-1)
-        region = None
-        if name == "pspgen-paper-case2":
-            inside = targets["Md"].contains(m_all)
-            region = {**pproto["presets"]["removed_region"],
-                      "train_fraction_inside_removed": float(inside.double().mean())}
-            keep &= ~inside
-        train = ds.isel(sample=np.flatnonzero(keep.numpy()))
-        n_train = int(train.sizes["sample"])
-        if n_train < 4:
-            raise ValueError(f"scale={scale} leaves {n_train} training triads; use a larger "
-                             "scale")
+    with clock("data"):
+        ds, _ = pp._dataset(spec["train"], scale, out / "data", progress=progress)
+    n_generated = int(ds.sizes["sample"])
+    m_all = torch.as_tensor(np.asarray(ds["m"].values), dtype=torch.float64)
+    keep = torch.isfinite(m_all).all(-1)
+    region = None
+    if name == "pspgen-paper-case2":
+        inside = targets["Md"].contains(m_all)
+        region = {**pproto["presets"]["removed_region"],
+                  "train_fraction_inside_removed": float(inside.double().mean())}
+        keep &= ~inside
+    train = ds.isel(sample=np.flatnonzero(keep.numpy()))
+    n_train = int(train.sizes["sample"])
+    if n_train < 4:
+        raise ValueError(f"scale={scale} leaves {n_train} training triads; use a larger "
+                         "scale")
 
-        # The competitor on PSP-GEN's training split (the validation part is unused), as in
-        # Cases 1/3
-        tr, val = pp._split(train, pproto, pseed)
-        if int(val.sizes["sample"]) == 0:
-            raise ValueError(f"scale={scale} leaves no validation triads (the 10 % split is by "
-                             "whole φ groups); use a larger scale")
-        comp = pp._competitor_stage(tr, val, targets, process, props, proto, models, _s(seed, 10),
-                                    clock, progress)
-        d_pc = int(comp["chain"]["n_components"])
-        with clock("psp_gen: train"):
-            gen, history, _ = pp._train(train, d_pc, pproto, models, label, pseed, progress)
-        sga, sga_eval, _ = pp._checked_designs(gen, label, 0, targets, pproto, models, seed,
-                                               process, props, clock, progress,
-                                               methods=("sga",))
-        budget = max(2 * proto["bayesopt"]["sims_per_eval"], n_train)
-        bo = pp._bayesopt_stage(targets, process, props, proto, budget, models, _s(seed, 14), clock,
-                                progress)
-        designs = {}
-        with clock("reference: fresh simulations"):
-            for i, t in enumerate(targets):
-                designs[t] = {
-                    "psp_gen": {"phi": sga[t]["sga"]["phi_star"], **sga_eval[t]["sga"],
-                                "p_model": sga[t]["sga"]["p_model"]},
-                    "competitor": {k: comp["designs"][t][k]
-                                   for k in ("phi", "p_sim", "p_sim_se", "p_model")},
-                    "bo": {k: bo[t][k] for k in ("phi", "p_sim", "p_sim_se", "p_model",
-                                                 "simulations")},
-                }
-                if paper is not None and paper[t]["phi_ref"] is not None:
-                    phi = torch.tensor(paper[t]["phi_ref"], dtype=torch.float64)
-                    p, se = evaluate(phi.to(process.phi_bounds), process, props, targets[t],
-                                     num_samples=proto["eval_samples"], seed=_s(seed, 15, i, 3))
-                    designs[t]["reference"] = {"phi": [float(v) for v in phi], "p_sim": float(p),
-                                               "p_sim_se": float(se), "p_model": None}
+    # The competitor on PSP-GEN's training split (the validation part is unused), as in
+    # Cases 1/3
+    tr, val = pp._split(train, pproto, pseed)
+    if int(val.sizes["sample"]) == 0:
+        raise ValueError(f"scale={scale} leaves no validation triads (the 10 % split is by "
+                         "whole φ groups); use a larger scale")
+    comp = pp._competitor_stage(tr, val, targets, process, props, proto, models, _s(seed, 10),
+                                clock, progress)
+    d_pc = int(comp["chain"]["n_components"])
+    with clock("psp_gen: train"):
+        gen, history, _ = pp._train(train, d_pc, pproto, models, label, pseed, progress)
+    sga, sga_eval, _ = pp._checked_designs(gen, label, 0, targets, pproto, models, seed,
+                                           process, props, clock, progress,
+                                           methods=("sga",))
+    budget = max(2 * proto["bayesopt"]["sims_per_eval"], n_train)
+    bo = pp._bayesopt_stage(targets, process, props, proto, budget, models, _s(seed, 14), clock,
+                            progress)
+    designs = {}
+    with clock("reference: fresh simulations"):
+        for i, t in enumerate(targets):
+            designs[t] = {
+                "psp_gen": {"phi": sga[t]["sga"]["phi_star"], **sga_eval[t]["sga"],
+                            "p_model": sga[t]["sga"]["p_model"]},
+                "competitor": {k: comp["designs"][t][k]
+                               for k in ("phi", "p_sim", "p_sim_se", "p_model")},
+                "bo": {k: bo[t][k] for k in ("phi", "p_sim", "p_sim_se", "p_model",
+                                             "simulations")},
+            }
+            if paper is not None and paper[t]["phi_ref"] is not None:
+                phi = torch.tensor(paper[t]["phi_ref"], dtype=torch.float64)
+                p, se = evaluate(phi.to(process.phi_bounds), process, props, targets[t],
+                                 num_samples=proto["eval_samples"], seed=_s(seed, 15, i, 3))
+                designs[t]["reference"] = {"phi": [float(v) for v in phi], "p_sim": float(p),
+                                           "p_sim_se": float(se), "p_model": None}
 
-        with clock("heatmap"):
-            chain = load_competitor(models / "competitor.pt")["chain"]
-            heat = _heatmaps(targets, process, props, gen, chain, proto["heatmap"], _s(seed, 16),
-                             models / "heatmap_simulation.json")
+    with clock("heatmap"):
+        chain = load_competitor(models / "competitor.pt")["chain"]
+        heat = _heatmaps(targets, process, props, gen, chain, proto["heatmap"], _s(seed, 16),
+                         models / "heatmap_simulation.json")
 
-        results = {
-            "case": name,
-            "protocol": proto,
-            "heatmap": heat,
-            "targets": {k: {"low": v._low64.tolist(), "high": v._high64.tolist()}
-                        for k, v in targets.items()},
-            "region": region,
-            "generated": n_generated,
-            "train_size": n_train,
-            "designs": designs,
-            "bo_trace": {t: bo[t]["trace"] for t in targets},
-            "chain": comp["chain"],
-            "competitor_timings": comp["timings"],
-            "psp_gen": {"d_z0": int(gen.d_z0), "d_z1": int(gen.d_z1),
-                        "best_epoch": history.get("best_epoch"),
-                        "epochs_run": len(history.get("train_loss", []))},
-            "paper": paper,
-            "wall_times": dict(clock.stages),
-        }
-        results = jsonable(results)
-        (out / "results.json").write_text(json.dumps(results, indent=1))
-        (out / "results.md").write_text(results_markdown(results))
-        _bo_figure(out / "bo_trace.png", results)
-        _heatmap_figure(out / "fig3.png", results)
-        return results
+    results = {
+        "case": name,
+        "protocol": proto,
+        "heatmap": heat,
+        "targets": {k: {"low": v._low64.tolist(), "high": v._high64.tolist()}
+                    for k, v in targets.items()},
+        "region": region,
+        "generated": n_generated,
+        "train_size": n_train,
+        "designs": designs,
+        "bo_trace": {t: bo[t]["trace"] for t in targets},
+        "chain": comp["chain"],
+        "competitor_timings": comp["timings"],
+        "psp_gen": {"d_z0": int(gen.d_z0), "d_z1": int(gen.d_z1),
+                    "best_epoch": history.get("best_epoch"),
+                    "epochs_run": len(history.get("train_loss", []))},
+        "paper": paper,
+        "wall_times": dict(clock.stages),
+    }
+    results = jsonable(results)
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    (out / "results.md").write_text(results_markdown(results))
+    _bo_figure(out / "bo_trace.png", results)
+    _heatmap_figure(out / "fig3.png", results)
+    return results
 
 
 def _heatmap_phi(process, a, b):

@@ -783,6 +783,11 @@ def run(name: str, *, scale: float, out, seed: int = 0, progress: bool = True,
         from psppyro.design.bayesopt import _botorch
 
         _botorch()  # ImportError with the install hint before any work
+    with folder_lock(out):  # one run per folder: its caches would race
+        return _run(name, scale, out, seed, progress, competitor, bayesopt, variants)
+
+
+def _run(name, scale, out, seed, progress, competitor, bayesopt, variants):
     from tqdm.auto import tqdm
 
     from psppyro.design import evaluate, paper_reference, paper_targets
@@ -792,151 +797,150 @@ def run(name: str, *, scale: float, out, seed: int = 0, progress: bool = True,
 
     proto = protocol(name, scale)
     spec = CASE_SPECS[name]
-    with folder_lock(out):  # one run per folder: its caches would race
-        out.mkdir(exist_ok=True)
-        (out / "data").mkdir(exist_ok=True)
-        (out / "models").mkdir(exist_ok=True)
-        clock = StageClock()
-        boxes = paper_targets(spec["paper"])
-        paper = paper_reference(spec["paper"])
-        targets = list(boxes)
-        chosen = {v: i for i, v in enumerate(proto["variants"])
-                  if variants is None or v in variants}
-        for label, v in chosen.items():  # stale models are refused before the data are touched
-            _check_trained(out / "models", label,
-                           _train_settings(proto, proto["variants"][label], _s(seed, 30, v)))
-        n_stages = 3 + 4 * len(chosen) + int(competitor) + int(bayesopt)
-        bar = tqdm(total=n_stages, desc=name, disable=not progress, unit="stage")
+    out.mkdir(exist_ok=True)
+    (out / "data").mkdir(exist_ok=True)
+    (out / "models").mkdir(exist_ok=True)
+    clock = StageClock()
+    boxes = paper_targets(spec["paper"])
+    paper = paper_reference(spec["paper"])
+    targets = list(boxes)
+    chosen = {v: i for i, v in enumerate(proto["variants"])
+              if variants is None or v in variants}
+    for label, v in chosen.items():  # stale models are refused before the data are touched
+        _check_trained(out / "models", label,
+                       _train_settings(proto, proto["variants"][label], _s(seed, 30, v)))
+    n_stages = 3 + 4 * len(chosen) + int(competitor) + int(bayesopt)
+    bar = tqdm(total=n_stages, desc=name, disable=not progress, unit="stage")
 
-        def stage(text):
-            bar.set_postfix_str(text)
+    def stage(text):
+        bar.set_postfix_str(text)
 
-        stage("data")
-        with clock("data: train"):
-            train_ds, train_p = _dataset(spec["train"], scale, out / "data", progress=progress)
-        with clock("data: test"):
-            test_ds, _ = _dataset(spec["test"], scale, out / "data", progress=progress)
-        with clock("data: reference"):
-            ref_ds, ref_p = _dataset(spec["reference"], scale, out / "data",
-                                     per_phi=proto["reference_per_phi"], progress=progress)
+    stage("data")
+    with clock("data: train"):
+        train_ds, train_p = _dataset(spec["train"], scale, out / "data", progress=progress)
+    with clock("data: test"):
+        test_ds, _ = _dataset(spec["test"], scale, out / "data", progress=progress)
+    with clock("data: reference"):
+        ref_ds, ref_p = _dataset(spec["reference"], scale, out / "data",
+                                 per_phi=proto["reference_per_phi"], progress=progress)
+    bar.update(1)
+    process = process_preset(train_p.process)
+    properties = train_p.properties
+    test = _test_tensors(test_ds)
+
+    # Reference optimum per box from the grid, and the same number of fresh simulations there.
+    stage("reference optima")
+    from psppyro.data import reference_probability
+
+    refs = {}
+    with clock("reference: grid optima + fresh simulations"):
+        for k, t in enumerate(targets):
+            rp = reference_probability(ref_ds, boxes[t].low.tolist(), boxes[t].high.tolist())
+            p = rp["probability"].values
+            i = int(np.argmax(p))
+            phi_ref = [float(v) for v in rp["phi"].values[i]]
+            pf, sf = evaluate(torch.tensor(phi_ref), process, properties, boxes[t],
+                              proto["eval_samples"], seed=_s(seed, 20, k))
+            refs[t] = {"phi_ref": phi_ref, "p_ref_grid": float(p[i]),
+                       "p_ref_grid_se": float(rp["standard_error"].values[i]),
+                       "p_ref_fresh": float(pf), "p_ref_fresh_se": float(sf),
+                       "grid_points": int(p.size), "per_phi": int(rp["count"].values[i])}
+    bar.update(1)
+
+    results = {"case": name, "protocol": proto, "reference": refs, "variants": {},
+               "paper": {t: {"phi_prop": list(d.phi_prop), "p_prop": d.p_prop,
+                             "phi_ref": None if d.phi_ref is None else list(d.phi_ref),
+                             "p_ref": d.p_ref, "phi_comp": list(d.phi_comp), "p_comp": d.p_comp,
+                             "source": d.source} for t, d in paper.items()}}
+    for label, v in chosen.items():
+        dz1 = proto["variants"][label]
+        stage(f"train {label}")
+        with clock(f"train: {label}"):
+            gen, history, reused = _train(train_ds, dz1, proto, out / "models", label,
+                                          _s(seed, 30, v), progress)
         bar.update(1)
-        process = process_preset(train_p.process)
-        properties = train_p.properties
-        test = _test_tensors(test_ds)
-
-        # Reference optimum per box from the grid, and the same number of fresh simulations there.
-        stage("reference optima")
-        from psppyro.data import reference_probability
-
-        refs = {}
-        with clock("reference: grid optima + fresh simulations"):
+        stage(f"design {label}")
+        designs, evaluations, eval_m = _checked_designs(
+            gen, label, v, boxes, proto, out / "models", seed, process, properties, clock,
+            progress)
+        bar.update(2)
+        stage(f"calibration + figures {label}")
+        with clock(f"calibration: {label}"):
+            cal = probability_calibration(gen, boxes, ref_ds, proto["calibration_samples"],
+                                          seed=_s(seed, 60, v))
+            coverage = interval_coverage(gen, test["phi"].to(torch.get_default_dtype()),
+                                         test["m"], 0.9, proto["calibration_samples"],
+                                         seed=_s(seed, 61, v))
+            r2 = oracle_r2(gen, ref_ds, proto["calibration_samples"], seed=_s(seed, 62, v))
+        with clock(f"figures: {label}"):
+            _fig3(out / f"fig3_{label}.png", name, targets, cal, designs, refs, label)
+            _fig4(out / f"fig4_{label}.png", process, designs, targets, proto["gallery"],
+                  _s(seed, 70, v))
+            fig6 = _fig6(out / f"fig6_{label}.png", gen, test, _s(seed, 71, v))
+            if getattr(gen, "d_z1", None) == 2:
+                _fig5(out / f"fig5_{label}.png", gen, test, designs, targets, boxes, eval_m)
+        bar.update(1)
+        table = {}
+        with clock(f"goal check: {label} (paired simulations)"):
             for k, t in enumerate(targets):
-                rp = reference_probability(ref_ds, boxes[t].low.tolist(), boxes[t].high.tolist())
-                p = rp["probability"].values
-                i = int(np.argmax(p))
-                phi_ref = [float(v) for v in rp["phi"].values[i]]
-                pf, sf = evaluate(torch.tensor(phi_ref), process, properties, boxes[t],
-                                  proto["eval_samples"], seed=_s(seed, 20, k))
-                refs[t] = {"phi_ref": phi_ref, "p_ref_grid": float(p[i]),
-                           "p_ref_grid_se": float(rp["standard_error"].values[i]),
-                           "p_ref_fresh": float(pf), "p_ref_fresh_se": float(sf),
-                           "grid_points": int(p.size), "per_phi": int(rp["count"].values[i])}
+                ps = evaluations[t]["sga"]["p_sim"]
+                pr = refs[t]["p_ref_fresh"]
+                paired = _paired_ratio(designs[t]["sga"]["phi_star"], refs[t]["phi_ref"],
+                                       boxes[t], process, properties, proto["eval_samples"],
+                                       _s(seed, 21, k),
+                                       out / "models" / f"{label}_paired_{t}.json")
+                table[t] = {"ratio_prop_ref": ps / pr if pr > 0 else math.nan, **paired,
+                            "goal_met": bool(paired["ratio_paired"] >= 0.97)}
+        results["variants"][label] = {
+            "d_z1": int(gen.d_z1), "d_z0": int(gen.d_z0),
+            "model_config": jsonable(gen.config()) if hasattr(gen, "config") else {},
+            "model_reused": reused,
+            "best_epoch": jsonable(history.get("best_epoch")) if history else None,
+            "epochs_run": len(history.get("train_loss", history.get("loss", []))) if history
+            else None,
+            "designs": designs, "evaluations": evaluations, "table": table,
+            "calibration": {
+                "probability": {t: {k: c[k] for k in ("mean_abs_error", "max_abs_error")}
+                                for t, c in cal.items()},
+                "probability_maps": cal,
+                "coverage90": coverage, "oracle": r2, "figure6_check": fig6},
+        }
+    # Baselines on the same data budget: the competitor trained on variant 0's training
+    # split (the triads PSP-GEN fits; its 10 % validation part is unused by the competitor),
+    # BO with as many simulations as the training data set holds (training + validation).
+    n_data = int(train_ds.sizes["sample"])
+    cap = proto["bayesopt"]["budget_cap"]
+    budget = max(2 * proto["bayesopt"]["sims_per_eval"], n_data if cap is None
+                 else min(n_data, cap))
+    results["budget"] = budget
+    results["training_data_size"] = n_data
+    results["competitor"] = results["bayesopt"] = None
+    if competitor:
+        stage("competitor")
+        tr, val = _split(train_ds, proto, _s(seed, 30, 0))
+        results["competitor"] = _competitor_stage(tr, val, boxes, process, properties, proto,
+                                                  out / "models", _s(seed, 80), clock, progress)
         bar.update(1)
-
-        results = {"case": name, "protocol": proto, "reference": refs, "variants": {},
-                   "paper": {t: {"phi_prop": list(d.phi_prop), "p_prop": d.p_prop,
-                                 "phi_ref": None if d.phi_ref is None else list(d.phi_ref),
-                                 "p_ref": d.p_ref, "phi_comp": list(d.phi_comp), "p_comp": d.p_comp,
-                                 "source": d.source} for t, d in paper.items()}}
-        for label, v in chosen.items():
-            dz1 = proto["variants"][label]
-            stage(f"train {label}")
-            with clock(f"train: {label}"):
-                gen, history, reused = _train(train_ds, dz1, proto, out / "models", label,
-                                              _s(seed, 30, v), progress)
-            bar.update(1)
-            stage(f"design {label}")
-            designs, evaluations, eval_m = _checked_designs(
-                gen, label, v, boxes, proto, out / "models", seed, process, properties, clock,
-                progress)
-            bar.update(2)
-            stage(f"calibration + figures {label}")
-            with clock(f"calibration: {label}"):
-                cal = probability_calibration(gen, boxes, ref_ds, proto["calibration_samples"],
-                                              seed=_s(seed, 60, v))
-                coverage = interval_coverage(gen, test["phi"].to(torch.get_default_dtype()),
-                                             test["m"], 0.9, proto["calibration_samples"],
-                                             seed=_s(seed, 61, v))
-                r2 = oracle_r2(gen, ref_ds, proto["calibration_samples"], seed=_s(seed, 62, v))
-            with clock(f"figures: {label}"):
-                _fig3(out / f"fig3_{label}.png", name, targets, cal, designs, refs, label)
-                _fig4(out / f"fig4_{label}.png", process, designs, targets, proto["gallery"],
-                      _s(seed, 70, v))
-                fig6 = _fig6(out / f"fig6_{label}.png", gen, test, _s(seed, 71, v))
-                if getattr(gen, "d_z1", None) == 2:
-                    _fig5(out / f"fig5_{label}.png", gen, test, designs, targets, boxes, eval_m)
-            bar.update(1)
-            table = {}
-            with clock(f"goal check: {label} (paired simulations)"):
-                for k, t in enumerate(targets):
-                    ps = evaluations[t]["sga"]["p_sim"]
-                    pr = refs[t]["p_ref_fresh"]
-                    paired = _paired_ratio(designs[t]["sga"]["phi_star"], refs[t]["phi_ref"],
-                                           boxes[t], process, properties, proto["eval_samples"],
-                                           _s(seed, 21, k),
-                                           out / "models" / f"{label}_paired_{t}.json")
-                    table[t] = {"ratio_prop_ref": ps / pr if pr > 0 else math.nan, **paired,
-                                "goal_met": bool(paired["ratio_paired"] >= 0.97)}
-            results["variants"][label] = {
-                "d_z1": int(gen.d_z1), "d_z0": int(gen.d_z0),
-                "model_config": jsonable(gen.config()) if hasattr(gen, "config") else {},
-                "model_reused": reused,
-                "best_epoch": jsonable(history.get("best_epoch")) if history else None,
-                "epochs_run": len(history.get("train_loss", history.get("loss", []))) if history
-                else None,
-                "designs": designs, "evaluations": evaluations, "table": table,
-                "calibration": {
-                    "probability": {t: {k: c[k] for k in ("mean_abs_error", "max_abs_error")}
-                                    for t, c in cal.items()},
-                    "probability_maps": cal,
-                    "coverage90": coverage, "oracle": r2, "figure6_check": fig6},
-            }
-        # Baselines on the same data budget: the competitor trained on variant 0's training
-        # split (the triads PSP-GEN fits; its 10 % validation part is unused by the competitor),
-        # BO with as many simulations as the training data set holds (training + validation).
-        n_data = int(train_ds.sizes["sample"])
-        cap = proto["bayesopt"]["budget_cap"]
-        budget = max(2 * proto["bayesopt"]["sims_per_eval"], n_data if cap is None
-                     else min(n_data, cap))
-        results["budget"] = budget
-        results["training_data_size"] = n_data
-        results["competitor"] = results["bayesopt"] = None
-        if competitor:
-            stage("competitor")
-            tr, val = _split(train_ds, proto, _s(seed, 30, 0))
-            results["competitor"] = _competitor_stage(tr, val, boxes, process, properties, proto,
-                                                      out / "models", _s(seed, 80), clock, progress)
-            bar.update(1)
-        if bayesopt:
-            stage("bayesopt")
-            results["bayesopt"] = _bayesopt_stage(boxes, process, properties, proto, budget,
-                                                  out / "models", _s(seed, 81), clock, progress)
-            bar.update(1)
-            with clock("figures: bayesopt"):
-                _fig_bo(out / "fig_bayesopt.png", name, results)
-        if competitor or bayesopt:  # Figure 3 again, with φ_comp and φ_BO marked
-            base = {"competitor": {t: d["phi"] for t, d in (results["competitor"] or {}).get(
-                        "designs", {}).items()},
-                    "bayesopt": {t: d["phi"] for t, d in (results["bayesopt"] or {}).items()}}
-            with clock("figures: baselines in fig3"):
-                for label, res in results["variants"].items():
-                    _fig3(out / f"fig3_{label}.png", name, targets,
-                          res["calibration"]["probability_maps"], res["designs"], refs, label, base)
-        bar.close()
-        results["wall_times"] = dict(clock.stages)
-        (out / "results.json").write_text(json.dumps(jsonable(results), indent=1))
-        (out / "results.md").write_text(results_markdown(results))
-        return results
+    if bayesopt:
+        stage("bayesopt")
+        results["bayesopt"] = _bayesopt_stage(boxes, process, properties, proto, budget,
+                                              out / "models", _s(seed, 81), clock, progress)
+        bar.update(1)
+        with clock("figures: bayesopt"):
+            _fig_bo(out / "fig_bayesopt.png", name, results)
+    if competitor or bayesopt:  # Figure 3 again, with φ_comp and φ_BO marked
+        base = {"competitor": {t: d["phi"] for t, d in (results["competitor"] or {}).get(
+                    "designs", {}).items()},
+                "bayesopt": {t: d["phi"] for t, d in (results["bayesopt"] or {}).items()}}
+        with clock("figures: baselines in fig3"):
+            for label, res in results["variants"].items():
+                _fig3(out / f"fig3_{label}.png", name, targets,
+                      res["calibration"]["probability_maps"], res["designs"], refs, label, base)
+    bar.close()
+    results["wall_times"] = dict(clock.stages)
+    (out / "results.json").write_text(json.dumps(jsonable(results), indent=1))
+    (out / "results.md").write_text(results_markdown(results))
+    return results
 
 
 def _baselines_markdown(results, targets):
