@@ -96,6 +96,16 @@ def test_protocol_full_scale_is_the_papers():
     assert o2["volume_fractions"] == [0.5, 0.3]
 
 
+def test_vbem_options_do_not_shrink_with_scale():
+    # shrunk options (2 particles, 5 E-steps, patience 5) stopped VB-EM while its ELBO still
+    # rose (benchmarks/rixner_vbem_stopping.py); only O2's number of target draws scales
+    for name in ("rixner-o1", "rixner-o2"):
+        small, full = rixner.protocol(name, 0.01)["vbem"], rixner.protocol(name)["vbem"]
+        assert small.pop("num_target_samples") < full.pop("num_target_samples")
+        assert small == full == {"max_iter": 200, "patience": 10, "e_steps": 10,
+                                 "num_particles": 4, "rank": 50}
+
+
 def test_o1_shift_rule_scales_the_paper_box_by_the_measured_bias():
     assert rixner.o1_box("none") == ([8.5, 6.75], [11.0, 9.0])
     b1, b2 = rixner.O1_BIAS
