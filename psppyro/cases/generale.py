@@ -44,10 +44,7 @@ and as the competitor's chain predicts it — with every design marked. Case 2's
 (φ1, φ2); Case 5's 10-D φ is shown on the diagonal plane φ1_k = a, φ2_k = b for all five k (the
 homogeneous slice; designs are marked at their mean φ1_k and mean φ2_k, a projection). G =
 max(8, round(20 √s)) (4 below s = 0.02), ``per_phi`` = max(20, round(500 s)): the paper's
-20 × 20 × 500 at scale 1 for Case 2 (200 000 simulations, ≈ 45 min on one core). Case 5 caps
-``per_phi`` at 100 (s.e. ≤ 0.05 per point): its 10-D process simulates ≈ 30 structures/s against
-Case 2's ≈ 75, so 500 per point would take ≈ 1.8 h for a picture of one slice; no design or
-reference is read from the map.
+20 × 20 × 500 at scale 1 (200 000 simulations, ≈ 25 min on one core).
 
 :func:`competitor_design` and :func:`psppyro.design.bayesopt.bayesopt_design` are the entry
 points other harnesses (Cases 1/3/4, :mod:`psppyro.cases.pspgen_paper`) call to add the φ_comp
@@ -91,7 +88,6 @@ CASE_SPECS = {
         "train": "pspgen-paper-case1-train",
         "process": "pspgen36-paper",
         "properties": "log_permeability_paper",
-        "heatmap_max_per_phi": 500,
         "paper": {"Md": {"phi_ref": (9.0, 1.905), "p_ref": 0.942, "phi_prop": (8.999, 1.999),
                          "p_prop": 0.924, "phi_comp": (7.425, 1.966), "p_comp": 0.697}},
     },
@@ -100,9 +96,6 @@ CASE_SPECS = {
         "train": "pspgen-paper-case5-train",
         "process": "pspgen10d-paper",
         "properties": "log_permeability_paper",
-        # the heat map is a 2-D slice of the 10-D box, and this process is ~2.4x slower than
-        # Case 2's: 500 simulations per point would be ~1.8 h on one core for a picture
-        "heatmap_max_per_phi": 100,
         "paper": None,  # from psppyro.design.paper_reference("case5")
     },
 }
@@ -148,7 +141,7 @@ def protocol(name: str, scale: float = 1.0) -> dict:
         "bayesopt": {"budget_cap": None, "sims_per_eval": max(10, round(50 * s)),
                      "num_restarts": 8, "raw_samples": 256, "eval_samples": evals},
         "heatmap": {"grid": max(8, round(20 * math.sqrt(s))) if s >= 0.02 else 4,
-                    "per_phi": min(spec["heatmap_max_per_phi"], max(20, round(500 * s))),
+                    "per_phi": max(20, round(500 * s)),
                     "model_samples": max(200, round(2000 * s))},
     }
 
