@@ -10,11 +10,17 @@ settings of the stopping-relevant options:
 * ``paper`` — 4 particles, 10 E-steps, patience 10 (the full-scale protocol).
 
 Both with ``max_iter`` = ``--max-iter``. Per run the script prints the iterations run, the
-best iteration, the ELBO trajectory (iteration means of the E-step ELBOs), the best ELBO and
+best iteration, the ELBO trajectory (iteration means of the E-step ELBOs), its best and its
+final level (the mean of the last five iterations: the best of noisy means is biased up) and
 how far φ moved, then one summary line per setting. The ELBO is comparable across settings
-(the same chain and target): a run that stops at a lower best ELBO stopped early.
+(the same chain and target): a run whose final level is lower stopped early.
 
-Run (one thread; ≈ 100 s of accurate solves and ≈ 10 s / 40 s per VB-EM run on a loaded core)::
+It reuses active learning's own D(0), simulation and training steps
+(:mod:`psppyro.design.active_learning`), so the surrogate is the one step 0 of
+``psppyro benchmark rixner-o1`` would train from the same seed.
+
+Run (one thread, load 3: ≈ 5 min of accurate solves, then 17–29 s per ``reduced`` and 77–97 s
+per ``paper`` VB-EM run)::
 
     OMP_NUM_THREADS=1 python benchmarks/rixner_vbem_stopping.py --n0 82 --seeds 3 --max-iter 40
 """
