@@ -608,6 +608,8 @@ def _add_benchmark(sub):
     p.add_argument("--variants", nargs="+", default=None, metavar="LABEL",
                    help="run only these PSP-GEN model variants (pspgen-paper-case1/3/4: "
                         "dz1_default, dz1_2 for case 1)")
+    p.add_argument("--tempering", action="store_true",
+                   help="VB-EM with adaptive tempering of the target (rixner-o1/o2)")
     p.set_defaults(func=_run_benchmark)
 
 
@@ -636,13 +638,17 @@ def _run_benchmark(args):
                                       ("bayesopt", args.no_bayesopt)) if flag}
     if args.variants is not None:
         skip["variants"] = args.variants
+    if args.tempering:
+        skip["tempering"] = True
     import inspect
 
     unknown = sorted(set(skip) - set(inspect.signature(run).parameters))
     if unknown:
-        flag = "--variants" if unknown[0] == "variants" else f"--no-{unknown[0]}"
+        flag, cases = {"variants": ("--variants", "pspgen-paper-case1/3/4"),
+                       "tempering": ("--tempering", "rixner-o1/o2")}.get(
+            unknown[0], (f"--no-{unknown[0]}", "pspgen-paper-case1/3/4"))
         raise ValueError(f"case {args.case!r} has no {unknown[0]!r} option ({flag} applies to "
-                         f"pspgen-paper-case1/3/4)")
+                         f"{cases})")
     run(args.case, scale=args.scale, out=out, seed=args.seed, progress=not args.no_progress,
         **skip)  # each case checks its arguments, then creates ``out``
     print(f"results written to {out}")

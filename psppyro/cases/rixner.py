@@ -245,22 +245,25 @@ def _density_plot(path, panels, target):
     plt.close(fig)
 
 
-def _run_one(name, proto, vf, acquisition, run_seed, folder, progress):
+def _run_one(name, proto, vf, acquisition, run_seed, folder, progress, tempering):
     from psppyro.design import active_learning
     from psppyro.models import ProbabilisticCNN, SurrogateChain
     from psppyro.process import preset
 
     target, note = _target(name, vf)
     proc = preset("rixner64", volume_fraction=vf, phase_field=None)
+    vbem_options = {k: v for k, v in proto["vbem"].items()
+                    if name == "rixner-o2" or k != "num_target_samples"}
+    if tempering:  # only when on: the states of runs without it stay resumable
+        vbem_options["tempering"] = True
     chain = SurrogateChain(proc, ProbabilisticCNN((64, 64), 2, seed=run_seed))
     res = active_learning(
         chain, target, PROPERTIES[name],
         steps=proto["steps"], n_initial=proto["n_initial"], n_pool=proto["n_pool"],
         n_add=proto["n_add"], acquisition=acquisition,
         num_eval_samples=proto["num_eval_samples"],
-        vbem_options={k: v for k, v in proto["vbem"].items()
-                      if name == "rixner-o2" or k != "num_target_samples"},
-        fit_options=proto["fit"], state_dir=folder, seed=run_seed, progress=progress,
+        vbem_options=vbem_options, fit_options=proto["fit"], state_dir=folder, seed=run_seed,
+        progress=progress,
     )
     return res, chain, target, note
 
@@ -280,7 +283,8 @@ def _fmt(v, nd=3):
     return "—" if v is None else f"{v:.{nd}f}"
 
 
-def run(name: str, *, scale: float, out, seed: int = 0, progress: bool = True) -> dict:
+def run(name: str, *, scale: float, out, seed: int = 0, progress: bool = True,
+        tempering: bool = False) -> dict:
     """Run case ``name`` (``"rixner-o1"`` or ``"rixner-o2"``) and write its results into ``out``.
 
     Args:
@@ -288,6 +292,8 @@ def run(name: str, *, scale: float, out, seed: int = 0, progress: bool = True) -
         out: output folder (created; its parent must exist). Per-run states in ``out/runs`` are
             resumed when present (interrupted runs continue).
         seed: non-negative int. progress: tqdm bars.
+        tempering: VB-EM with adaptive tempering of the target
+            (:mod:`psppyro.design.tempering`; the paper's SI) in every design step.
 
     Returns:
         dict: what ``results.json`` holds.
@@ -305,22 +311,26 @@ def run(name: str, *, scale: float, out, seed: int = 0, progress: bool = True) -
     if name not in ("rixner-o1", "rixner-o2"):
         raise ValueError(f"name must be 'rixner-o1' or 'rixner-o2', got {name!r}")
     scale, out, seed = check_run_args(scale, out, seed, progress)
+    if not isinstance(tempering, bool):
+        raise TypeError(f"tempering must be True or False, got {tempering!r}")
     with folder_lock(out):  # one run per folder: its caches would race
-        return _run(name, scale, out, seed, progress)
+        return _run(name, scale, out, seed, progress, tempering)
 
 
-def _run(name, scale, out, seed, progress):
+def _run(name, scale, out, seed, progress, tempering):
     out.mkdir(exist_ok=True)
     (out / "figures").mkdir(exist_ok=True)
     proto = protocol(name, scale)
     acquisitions = ["variance", "random"] if name == "rixner-o1" else ["variance"]
-    result = {"case": name, "protocol": proto, "seed": seed, "variants": {}, "notes": []}
+    result = {"case": name, "protocol": proto, "seed": seed, "tempering": tempering,
+              "variants": {}, "notes": []}
     t_case = time.perf_counter()
     md = [f"# {name} (scale {scale:g})", "",
           f"Protocol: N0 = {proto['n_initial']}, N_pool = {proto['n_pool']}, N_add = "
           f"{proto['n_add']}, L = {proto['steps']}, {proto['num_eval_samples']} true simulations "
           f"per evaluation, {proto['runs']} run(s) per acquisition, VB-EM {proto['vbem']}, "
-          f"surrogate training {proto['fit']}.", ""]
+          f"surrogate training {proto['fit']}, adaptive tempering "
+          f"{'on' if tempering else 'off'}.", ""]
     for vf in proto["volume_fractions"]:
         key = f"vf{vf:g}"
         variant = {"runs": {}}
@@ -329,7 +339,8 @@ def _run(name, scale, out, seed, progress):
             for acq in acquisitions:
                 rs = derive_seed(seed, r)
                 folder = out / "runs" / f"{key}-{acq}-{r}"
-                res, chain, target, note = _run_one(name, proto, vf, acq, rs, folder, progress)
+                res, chain, target, note = _run_one(name, proto, vf, acq, rs, folder, progress,
+                                                    tempering)
                 if note and note not in result["notes"]:
                     result["notes"].append(note)
                 all_runs[acq].append(res)

@@ -309,7 +309,7 @@ def active_learning(
             "step": step, "n_data": int(x.shape[0]), "phi_star": phi_star.tolist(),
             "objective": float(val), "objective_se": float(se),
             "objective_name": target.objective_name,
-            "vbem": {k: v for k, v in out.diagnostics.items() if k != "tempering_levels"},
+            "vbem": dict(out.diagnostics),
             "elbo": out.history["elbo"],
         }
         if step < steps:

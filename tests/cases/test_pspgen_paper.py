@@ -153,6 +153,9 @@ def test_stage_switches_checked_before_work(tmp_path, capsys):
     assert main(["benchmark", "pspgen-paper-case2", "--out", str(tmp_path / "b"),
                  "--no-bayesopt"]) == 2
     assert "has no 'bayesopt' option (--no-bayesopt" in capsys.readouterr().err
+    assert main(["benchmark", "pspgen-paper-case2", "--out", str(tmp_path / "b"),
+                 "--tempering"]) == 2
+    assert "(--tempering applies to rixner-o1/o2)" in capsys.readouterr().err
     assert not (tmp_path / "b").exists()
     with pytest.raises(ValueError, match="non-empty subset of \\['dz1_default', 'dz1_2'\\]"):
         run("pspgen-paper-case1", scale=0.1, out=tmp_path / "a", variants=["dz1_3"])

@@ -77,7 +77,27 @@ def test_case_harness_runs_and_writes_results(tmp_path, monkeypatch, name):
     assert state.is_file()
 
 
+def test_tempering_option_reaches_every_vbem_run(tmp_path, monkeypatch):
+    monkeypatch.setattr(rixner, "protocol", _tiny)
+    monkeypatch.setitem(rixner.PROPERTIES, "rixner-o1", _stripes)
+    out = tmp_path / "t"
+    res = rixner.run("rixner-o1", scale=0.5, out=out, seed=0, progress=False, tempering=True)
+    assert res["tempering"] is True and "adaptive tempering on" in (out / "results.md").read_text()
+    for arm in ("variance", "random"):
+        for rec in json.loads((out / "runs" / f"vf0.5-{arm}-0" / "records.json").read_text()):
+            levels = rec["vbem"]["tempering_levels"]
+            assert levels and levels[0][0] == 0.0           # the schedule starts at K(0)
+    # a folder written without tempering is not resumed with it (other arguments)
+    plain = tmp_path / "p"
+    rixner.run("rixner-o1", scale=0.5, out=plain, seed=0, progress=False)
+    with pytest.raises(ValueError, match="other arguments"):
+        rixner.run("rixner-o1", scale=0.5, out=plain, seed=0, progress=False, tempering=True)
+
+
 def test_bad_arguments_are_refused_before_work(tmp_path):
+    with pytest.raises(TypeError, match="tempering must be True or False"):
+        rixner.run("rixner-o1", scale=0.1, out=tmp_path / "x", tempering="yes")
+    assert not (tmp_path / "x").exists()
     with pytest.raises(ValueError, match="scale"):
         rixner.run("rixner-o1", scale=1.5, out=tmp_path)
     with pytest.raises(ValueError, match="name"):
