@@ -279,6 +279,12 @@ def _kappa_summary(samples):
             "p_marginal": marg.quantile(0.5, dim=0).tolist()}
 
 
+def _moments(samples):
+    """Mean and standard deviation of simulated κ (N, 2)."""
+    s = samples.double()
+    return {"mean": s.mean(0).tolist(), "sd": s.std(0).tolist()}
+
+
 def _fmt(v, nd=3):
     return "—" if v is None else f"{v:.{nd}f}"
 
@@ -439,6 +445,17 @@ def _run(name, scale, out, seed, progress, tempering):
                     cells.append(f"({k['mean'][0]:.2f}, {k['mean'][1]:.2f}) "
                                  f"[{k['p_marginal'][0]:.2f}, {k['p_marginal'][1]:.2f}]")
                 md.append(f"| {lab} | " + " | ".join(cells) + " |")
+        else:  # O2: where the simulated cloud sits against the target
+            moments = [_moments(res.samples0)] + [_moments(t) for t in res.samples]
+            variant["kappa_moments_run0"] = moments
+            tm, tsd = target.dist.mean.tolist(), target.dist.variance.sqrt().tolist()
+            md += ["", f"Simulated κ at φ* (run 0): mean (sd); target mean ({tm[0]:.2f}, "
+                   f"{tm[1]:.2f}), sd ({tsd[0]:.2f}, {tsd[1]:.2f}).", "",
+                   "| step | mean κ | sd κ |", "|---|---|---|"]
+            for lab, mo in zip(["φ(0)"] + [str(j) for j in range(len(variant["n_data"]))],
+                               moments):
+                md.append(f"| {lab} | ({mo['mean'][0]:.2f}, {mo['mean'][1]:.2f}) | "
+                          f"({mo['sd'][0]:.2f}, {mo['sd'][1]:.2f}) |")
         md += ["", "Wall time per stage (s, summed over runs; shared 2-core machine under load):",
                "", "| acquisition | initial sims | train | vbem | evaluate | acquire | simulate |",
                "|---|---|---|---|---|---|---|"]

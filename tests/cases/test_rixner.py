@@ -71,6 +71,9 @@ def test_case_harness_runs_and_writes_results(tmp_path, monkeypatch, name):
     else:
         assert (out / "figures" / "rixner-o2-density.png").is_file()
         assert any("Wiener bound" in n for n in saved["notes"])   # vf 0.3 target shifted
+        mo = saved["variants"]["vf0.3"]["kappa_moments_run0"]
+        assert len(mo) == 3 and all(len(m["mean"]) == len(m["sd"]) == 2 for m in mo)
+        assert "target mean (14.15, 3.50), sd (0.77, 0.10)" in md
     assert res["case"] == name
     # the per-run state is on disk: a second call resumes instead of recomputing
     state = out / "runs" / "vf0.5-variance-0" / "state.pt"

@@ -8,7 +8,7 @@ from torch.distributions import Independent, Normal
 
 from psppyro._doctest_fixtures import ToyChain
 from psppyro.design import Box, TargetDensity, TargetValue, infer_design, method_names
-from psppyro.design.vbem import LowRankQ, run_vbem
+from psppyro.design.vbem import LowRankQ, _stalled, run_vbem
 
 FAST = dict(e_steps=3, lr_q=0.1, lr_phi=0.2, num_particles=8)
 
@@ -67,6 +67,17 @@ def test_tempering_reaches_a_far_target():
     assert levels[0] == 0.0 and d["final_level"] == 1.0 and len(levels) >= 3
     assert all(b > a for a, b in zip(levels, levels[1:]))
     assert abs(float(out.phi_star[0]) - 2.5) < 0.4
+
+
+def test_stall_test_waits_out_an_early_high_value_and_stops_on_a_plateau():
+    # the O2 trace shape: iteration 1 (q = prior) is high, Adam's first steps lower the ELBO,
+    # then it recovers past the first value; "no new best for patience iterations" stopped here
+    rising = [-290.0, -380.0, -370.0, -355.0, -340.0, -325.0, -310.0, -300.0]
+    assert not any(_stalled(rising[:n], 3, 0.05) for n in range(1, len(rising) + 1))
+    plateau = rising + [-200.0, -201.0, -199.5, -200.5, -200.2, -199.8]
+    assert _stalled(plateau, 3, 0.05)
+    # a window mean that is up by less than tol counts as stalled
+    assert _stalled([0.0, 0.0, 0.02, 0.02], 2, 0.05) and not _stalled([0.0, 0.0, 0.1, 0.1], 2, 0.05)
 
 
 def test_registered_and_runs_through_infer_design():
