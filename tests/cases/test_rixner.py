@@ -74,6 +74,7 @@ def test_case_harness_runs_and_writes_results(tmp_path, monkeypatch, name):
         mo = saved["variants"]["vf0.3"]["kappa_moments_run0"]
         assert len(mo) == 3 and all(len(m["mean"]) == len(m["sd"]) == 2 for m in mo)
         assert "target mean (14.15, 3.50), sd (0.77, 0.10)" in md
+        assert "target mean (15.06, 3.32), sd (0.77, 0.10)" in md  # vf 0.5: Keller
     assert res["case"] == name
     # the per-run state is on disk: a second call resumes instead of recomputing
     state = out / "runs" / "vf0.5-variance-0" / "state.pt"
@@ -95,6 +96,26 @@ def test_tempering_option_reaches_every_vbem_run(tmp_path, monkeypatch):
     rixner.run("rixner-o1", scale=0.5, out=plain, seed=0, progress=False)
     with pytest.raises(ValueError, match="other arguments"):
         rixner.run("rixner-o1", scale=0.5, out=plain, seed=0, progress=False, tempering=True)
+
+
+def test_o2_target_at_vf05_moves_onto_the_keller_curve():
+    from psppyro.process import preset
+    from psppyro.properties import property_map
+
+    target, note = rixner._target("rixner-o2", 0.5)
+    k1, k2 = target.dist.mean.tolist()
+    assert k1 * k2 == pytest.approx(50.0) and (k1, k2) == pytest.approx((15.06, 3.32), abs=0.01)
+    assert "Keller" in note and "8.6 target sd" in note
+    cov = target.dist.covariance_matrix.double()
+    assert torch.allclose(cov, torch.tensor(rixner.O2_TARGET[1]).double())  # covariance kept
+    # the physics behind it: K_11(x) K_22(1 - x) = k0 k1 = 50 for each structure (the map is
+    # converged to ~2 %), and at vf 0.5 x and 1 - x have the same law, so K_11 K_22 ~ 50
+    phi = torch.zeros(1, 100, dtype=torch.float64)
+    phi[0, :10] = 3.0                                   # an anisotropic spectral mixture
+    x = preset("rixner64", phase_field=None).sample(phi, num_samples=3, seed=1).reshape(-1, 64, 64)
+    kx, kflip = (torch.as_tensor(property_map("rixner_o2")(y)).double() for y in (x, 1 - x))
+    assert torch.allclose(kx[:, 0] * kflip[:, 1], torch.full((3,), 50.0, dtype=torch.float64),
+                          rtol=0.03)
 
 
 def test_bad_arguments_are_refused_before_work(tmp_path):
