@@ -602,10 +602,10 @@ save(fig, "tutorial07_baselines.png")
 #
 # (Numbers of one full run; `docs/results/tutorials.md` § 7 has the table and the figures.)
 # At 200 simulations PSP-GEN + SGA, the competitor and BO were within one standard error of each
-# other (true P 0.56–0.57, against 0.68 at the best grid point); the surrogate + VB-EM design of
-# active-learning run 0 reached 0.29. Three active-learning runs per arm are too few to separate
-# active learning from random data. The VAE-Regression inverse failed at this size (decoded
-# images nearly all one phase); the GAN + MDN inverse beat prior latents at two of three
+# other (true P 0.555–0.565, against 0.68 at the best grid point); the surrogate + VB-EM design
+# of active-learning run 0 reached 0.42. Three active-learning runs per arm are too few to
+# separate active learning from random data. The VAE-Regression inverse failed at this size
+# (decoded images nearly all one phase); the GAN + MDN inverse beat prior latents at all three
 # targets. Small problems, small budgets: always check a design by simulation.
 
 # %%
