@@ -280,11 +280,15 @@ def _density_plot(path, panels, target):
 
     fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.0))
     axes = axes if len(panels) > 1 else [axes]
-    for ax, (title, m0, m1, _), tgt in zip(axes, panels, target):
+    for ax, (title, m0, m1, vf), tgt in zip(axes, panels, target):
         ax.scatter(m0[:, 0], m0[:, 1], s=3, alpha=0.4, label="phi(0)")
         ax.scatter(m1[:, 0], m1[:, 1], s=3, alpha=0.4, label="phi*")
         t = tgt.sample(2000, seed=0)
         ax.scatter(t[:, 0], t[:, 1], s=2, alpha=0.15, color="green", label="p_target")
+        ax.plot(*O2_TARGET[0], "kx", ms=3, label="printed target mean")
+        if vf == 0.5:  # the Keller curve the structures lie on (module docstring)
+            k1 = torch.linspace(float(m0[:, 0].min()) * 0.9, 21.0, 200)
+            ax.plot(k1, 50.0 / k1, "k--", lw=0.8, label="K_11 K_22 = 50")
         ax.set_title(title, fontsize=8)
         ax.set_xlabel("K_11")
         ax.set_ylabel("K_22")
@@ -523,8 +527,8 @@ def _run(name, scale, out, seed, progress, tempering):
         panels, tgts = [], []
         for key, variant in result["variants"].items():
             fr = variant["first_run"]
-            panels.append((f"{key}: simulated kappa", fr["samples0"], fr["samples_final"], None))
             vf = float(key[2:])
+            panels.append((f"{key}: simulated kappa", fr["samples0"], fr["samples_final"], vf))
             tgts.append(_target(name, vf)[0])
         _density_plot(out / "figures" / f"{name}-density.png", panels, tgts)
     for v in result["variants"].values():
