@@ -634,15 +634,15 @@ def _run_benchmark(args):
     if not parent.is_dir() or not os.access(parent, os.W_OK):
         raise ValueError(f"--out {str(out)!r}: the folder {str(parent)!r} is missing or read-only")
     run = get_case(args.case)
-    skip = {k: False for k, flag in (("competitor", args.no_competitor),
+    options = {k: False for k, flag in (("competitor", args.no_competitor),
                                       ("bayesopt", args.no_bayesopt)) if flag}
     if args.variants is not None:
-        skip["variants"] = args.variants
+        options["variants"] = args.variants
     if args.tempering:
-        skip["tempering"] = True
+        options["tempering"] = True
     import inspect
 
-    unknown = sorted(set(skip) - set(inspect.signature(run).parameters))
+    unknown = sorted(set(options) - set(inspect.signature(run).parameters))
     if unknown:
         flag, cases = {"variants": ("--variants", "pspgen-paper-case1/3/4"),
                        "tempering": ("--tempering", "rixner-o1/o2")}.get(
@@ -650,7 +650,7 @@ def _run_benchmark(args):
         raise ValueError(f"case {args.case!r} has no {unknown[0]!r} option ({flag} applies to "
                          f"{cases})")
     run(args.case, scale=args.scale, out=out, seed=args.seed, progress=not args.no_progress,
-        **skip)  # each case checks its arguments, then creates ``out``
+        **options)  # each case checks its arguments, then creates ``out``
     print(f"results written to {out}")
     return 0
 
