@@ -148,6 +148,9 @@ def test_vbem_options_do_not_shrink_with_scale():
         assert small.pop("num_target_samples") < full.pop("num_target_samples")
         assert small == full == {"max_iter": 200, "patience": 10, "e_steps": 10,
                                  "num_particles": 4, "rank": 50}
+        # nor the surrogate's training: patience 15 stopped fits on the initial plateau
+        assert rixner.protocol(name, 0.01)["fit"] == rixner.protocol(name)["fit"] == {
+            "epochs": 300, "patience": 40}
 
 
 def test_o1_shift_rule_scales_the_paper_box_by_the_measured_bias():
