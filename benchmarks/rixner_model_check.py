@@ -44,6 +44,10 @@ def _box_probability(dist, low, high):
     return (normal.cdf(hi) - normal.cdf(lo)).prod(-1)
 
 
+def _fmt(v):
+    return "(" + ", ".join(f"{a:.2f}" for a in v) + ")"
+
+
 def check_run(folder: Path, num_structures: int, seed: int) -> list:
     st = torch.load(folder / "state.pt", weights_only=False)
     cfg = st["config"]
@@ -76,13 +80,12 @@ def check_run(folder: Path, num_structures: int, seed: int) -> list:
             row["model_p"] = float(_box_probability(d, low, high).mean())
             row["model_p_relaxed"] = float(_box_probability(dr, low, high).mean())
         rows.append(row)
-        fmt = lambda v: "(" + ", ".join(f"{a:.2f}" for a in v) + ")"  # noqa: E731
         extra = (f"  P model {row['model_p']:.3f} (relaxed x {row['model_p_relaxed']:.3f}) vs "
                  f"true {row['true']:.3f}") if o1 else f"  KL {row['true']:.2f}"
-        print(f"{folder.name} step {step} N {n}: mean κ model {fmt(row['model_mean'])} "
-              f"(relaxed x {fmt(row['model_mean_relaxed'])}) sd "
-              f"{fmt(row['model_sd'])} | simulated {fmt(row['sim_mean'])} sd "
-              f"{fmt(row['sim_sd'])}{extra}", flush=True)
+        print(f"{folder.name} step {step} N {n}: mean κ model {_fmt(row['model_mean'])} "
+              f"(relaxed x {_fmt(row['model_mean_relaxed'])}) sd "
+              f"{_fmt(row['model_sd'])} | simulated {_fmt(row['sim_mean'])} sd "
+              f"{_fmt(row['sim_sd'])}{extra}", flush=True)
     return rows
 
 
